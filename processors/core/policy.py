@@ -1,0 +1,99 @@
+"""Concurrency policies: which policy applies to an event, and what it decides.
+
+`decide` is the contract's decision table, a pure function of a few counts:
+
+| policy    | idle  | busy                                                                 |
+|-----------|-------|----------------------------------------------------------------------|
+| interrupt | start | cancel every non-terminal interaction, then start                    |
+| reject    | start | reject "System is busy processing another request"                   |
+| parallel  | start | start while non-terminal < max_parallel, else reject                 |
+| merge     | start | merge into the newest active one; none active: start                 |
+| queue     | start | queue (position); full: reject "Queue full (N)"                      |
+| rollback  | start | as interrupt, the cancelled interactions marked rolled back          |
+
+`merge` with an `expected_interaction_id` that is not active falls back to `queue`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from config.settings import Settings
+from schemas.records import PolicySpec
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    max_parallel: int
+    max_queue_depth: int
+
+
+def effective_policy(
+    override: PolicySpec | None, configured: PolicySpec | None, settings: Settings
+) -> Policy:
+    """The event's own override, else the thread's `configure`d policy, else the default."""
+    spec = override or configured or settings.default_policy_spec()
+    return Policy(
+        name=spec.name,
+        max_parallel=spec.max_parallel or settings.max_parallel,
+        max_queue_depth=spec.max_queue_depth or settings.max_queue_depth,
+    )
+
+
+class Action(enum.Enum):
+    START = "start"
+    INTERRUPT = "interrupt"  # cancel every non-terminal interaction, then start
+    ROLLBACK = "rollback"  # as INTERRUPT, the cancelled ones marked rolled back
+    MERGE = "merge"
+    QUEUE = "queue"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: str | None = None
+
+
+BUSY_REASON = "System is busy processing another request"
+
+
+def decide(
+    policy: Policy,
+    *,
+    nonterminal: int,
+    queue_len: int,
+    merge_target: bool = False,
+    expected_interaction: bool = False,
+) -> Decision:
+    """What to do with an event that resumed nothing.
+
+    `merge_target`: an interaction to merge into exists (the expected one, or any active one).
+    `expected_interaction`: the event named the interaction it must merge into.
+    """
+    name = policy.name
+    if name == "merge":
+        if merge_target:
+            return Decision(Action.MERGE)
+        if not expected_interaction:
+            return Decision(Action.START)  # nothing active: start, cancel nothing
+        name = "queue"
+    if name == "parallel":
+        if nonterminal >= policy.max_parallel:
+            return Decision(
+                Action.REJECT, f"Maximum parallel interactions ({policy.max_parallel}) reached"
+            )
+        return Decision(Action.START)
+    if nonterminal == 0:
+        return Decision(Action.START)
+    if name == "interrupt":
+        return Decision(Action.INTERRUPT)
+    if name == "rollback":
+        return Decision(Action.ROLLBACK)
+    if name == "reject":
+        return Decision(Action.REJECT, BUSY_REASON)
+    if queue_len >= policy.max_queue_depth:
+        return Decision(Action.REJECT, f"Queue full ({policy.max_queue_depth})")
+    return Decision(Action.QUEUE)

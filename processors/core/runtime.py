@@ -1,0 +1,418 @@
+"""The thread runtime: `(state, input record) -> (new state, output records)`, with no I/O.
+
+One record of one thread at a time, in partition order:
+1. **Replay.** A record at or before the thread's last applied offset was applied already (the
+   worker crashed or rebalanced before committing it): its outputs are re-emitted from the
+   state, identical, and nothing changes.
+2. **Duplicate.** A producer-given `event_id` seen within the dedupe window at another position:
+   outcome `duplicate`, nothing changes.
+3. **Dispatch.** Commands change interactions; events resume a waiting interaction, append to
+   one, or go to the thread's concurrency policy (`policy.decide`).
+4. **Drain.** If the thread is now idle, the oldest queued event starts.
+5. **Retention.** At most `terminal_retention` terminal interactions are kept.
+
+Ids are derived (`ids.py`), time comes from the input's `timestamp`: the same input always
+yields the same output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from config.settings import Settings
+from processors.core import ids
+from processors.core.policy import Action, Policy, decide, effective_policy
+from processors.core.state import Interaction, Output, QueuedEvent, ThreadState
+from schemas.records import Command, Event
+
+STORE: Final = "store"
+OUTCOMES: Final = "outcomes"
+
+# Command -> the state it moves the interaction to.
+TRANSITIONS: Final[dict[str, str]] = {
+    "complete": "completed",
+    "fail": "failed",
+    "cancel": "cancelled",
+    "wait_user": "waiting_user",
+    "wait_event": "waiting_event",
+    "pause": "paused",
+    "resume": "active",
+}
+NULL_PAYLOAD_REASON: Final = "payload must not be null for user/external events"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an input record was read: the replay and derived-id anchor."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def apply(
+    state: ThreadState | None,
+    record: Event | Command,
+    position: Position,
+    settings: Settings,
+    *,
+    committed_offset: int | None = None,
+) -> tuple[ThreadState, list[Output]]:
+    """Apply one record to a copy of `state` (None: a new thread); the input is left untouched."""
+    new = ThreadState(record.thread_id) if state is None else state.copy()
+    return new, apply_in_place(new, record, position, settings, committed_offset=committed_offset)
+
+
+def apply_in_place(
+    state: ThreadState,
+    record: Event | Command,
+    position: Position,
+    settings: Settings,
+    *,
+    committed_offset: int | None = None,
+) -> list[Output]:
+    """`apply`, mutating `state`: for callers that own a freshly decoded state (the worker).
+
+    `committed_offset`: every record of this partition before it is committed, so their outputs
+    need not be kept for replay. None keeps up to `settings.replay_buffer` of them.
+    """
+    if position.partition == state.partition and position.offset <= state.offset:
+        return list(state.recent.get(position.offset, ()))
+    step = _Step(state, record, position, settings)
+    step.run()
+    _remember(state, step, settings, committed_offset)
+    return step.outputs
+
+
+def _remember(
+    state: ThreadState, step: _Step, settings: Settings, committed_offset: int | None
+) -> None:
+    event_id, position, outputs = step.record.event_id, step.position, step.outputs
+    # An `invalid` record changed nothing: its id stays free for a corrected resend.
+    if event_id is not None and settings.dedupe_window and not step.invalid:
+        state.seen[event_id] = position.offset
+        while len(state.seen) > settings.dedupe_window:
+            del state.seen[next(iter(state.seen))]
+    if position.partition != state.partition:
+        state.recent.clear()  # offsets of another partition mean nothing here
+    state.partition, state.offset = position.partition, position.offset
+    recent = state.recent
+    if committed_offset is not None:
+        for offset in [o for o in recent if o < committed_offset]:
+            del recent[offset]
+    recent[position.offset] = outputs
+    while len(recent) > settings.replay_buffer:
+        del recent[next(iter(recent))]
+
+
+@dataclass(slots=True)
+class _Step:
+    """The application of one record: reads the state, mutates it, collects outputs."""
+
+    state: ThreadState
+    record: Event | Command
+    position: Position
+    settings: Settings
+    outputs: list[Output] = field(default_factory=list)
+    event_id: str = ""
+    invalid: bool = False
+
+    def __post_init__(self) -> None:
+        pos = self.position
+        self.event_id = self.record.event_id or ids.derived_event_id(
+            pos.topic, pos.partition, pos.offset
+        )
+
+    @property
+    def timestamp(self) -> str:
+        return self.record.timestamp
+
+    def run(self) -> None:
+        record = self.record
+        # Same position re-read is a replay (handled before); another position is a duplicate.
+        if record.event_id is not None and record.event_id in self.state.seen:
+            self.outcome("duplicate", record.interaction_id, f"Duplicate event_id: {self.event_id}")
+            return
+        if isinstance(record, Command):
+            self.on_command(record)
+        else:
+            self.on_event(record)
+        self.drain_queue()
+        self.enforce_retention()
+        self.state.updated_at = self.timestamp
+
+    # --- events -------------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        if event.type in ("user_input", "external_event") and event.payload is None:
+            self.outcome("invalid", event.interaction_id, NULL_PAYLOAD_REASON)
+            self.invalid = True
+            return
+        waiting = self.resume_target(event)
+        if waiting is not None:
+            self.store(event.store_fields(), waiting.id)
+            self.transition(waiting, "active")
+            self.outcome("resumed", waiting.id)
+            return
+        if event.type in ("assistant_output", "artifact", "system_trace") and (
+            event.interaction_id is not None or event.type == "system_trace"
+        ):
+            self.append(event)
+            return
+        self.on_new_turn(event)
+
+    def resume_target(self, event: Event) -> Interaction | None:
+        """The newest interaction waiting for this event: user input or an external kind."""
+        if event.type == "user_input":
+            wanted, kind = "waiting_user", None
+        elif event.type == "external_event":
+            wanted, kind = "waiting_event", event.kind
+        else:
+            return None
+        for interaction in reversed(self.state.interactions.values()):
+            if interaction.state == wanted and _kind_matches(interaction.wait_kind, kind):
+                return interaction
+        return None
+
+    def append(self, event: Event) -> None:
+        iid = event.interaction_id
+        if iid is not None and iid not in self.state.interactions:
+            self.outcome("rejected", iid, f"Interaction not found: {iid}")
+            return
+        self.store(event.store_fields(), iid)
+        self.outcome("appended", iid)
+
+    def on_new_turn(self, event: Event) -> None:
+        state = self.state
+        if ids.interaction_id(state.thread_id, self.event_id) in state.interactions:
+            # The id this event would start is taken: the same event id, outside the window.
+            self.outcome("duplicate", event.interaction_id, f"Duplicate event_id: {self.event_id}")
+            return
+        policy = effective_policy(event.concurrency, state.policy, self.settings)
+        merge_into = self.merge_target(event) if policy.name == "merge" else None
+        decision = decide(
+            policy,
+            nonterminal=len(state.nonterminal()),
+            queue_len=len(state.queue),
+            merge_target=merge_into is not None,
+            expected_interaction=event.expected_interaction_id is not None,
+        )
+        action = decision.action
+        if action is Action.MERGE and merge_into is not None:
+            self.store(event.store_fields(), merge_into.id)
+            self.outcome("merged", merge_into.id)
+        elif action is Action.QUEUE:
+            state.queue.append(QueuedEvent(self.event_id, event.store_fields()))
+            self.outcome("queued", None, queue_position=len(state.queue))
+        elif action is Action.REJECT:
+            self.reject_stored(event.store_fields(), decision.reason or "rejected")
+        else:
+            if action in (Action.INTERRUPT, Action.ROLLBACK):
+                self.cancel_nonterminal(rolled_back=action is Action.ROLLBACK)
+            self.start(event.store_fields(), self.event_id, policy, announce=True)
+
+    def merge_target(self, event: Event) -> Interaction | None:
+        interactions = self.state.interactions
+        if event.expected_interaction_id is not None:
+            expected = interactions.get(event.expected_interaction_id)
+            return expected if expected is not None and expected.state == "active" else None
+        for interaction in reversed(interactions.values()):
+            if interaction.state == "active":
+                return interaction
+        return None
+
+    def start(
+        self, event: dict[str, Any], source_event_id: str, policy: Policy, *, announce: bool
+    ) -> None:
+        """Start a new interaction for `event` (announce=False: a queued event, no 2nd outcome)."""
+        state = self.state
+        if self.auto_cleanup and policy.name != "parallel":
+            self.purge_terminal()
+        limit = state.max_interactions or self.settings.max_interactions_per_thread
+        if len(state.nonterminal()) >= limit:
+            self.reject_stored(event, f"Maximum active interactions ({limit}) reached")
+            return
+        iid = ids.interaction_id(state.thread_id, source_event_id)
+        interaction = Interaction(iid, "active", self.timestamp, source_event_id)
+        state.interactions[iid] = interaction
+        self.store(event, iid, event_id=source_event_id)
+        self.interaction_record(interaction, None, cause=source_event_id)
+        if announce:
+            self.outcome("started", iid)
+
+    def reject_stored(self, event: dict[str, Any], reason: str) -> None:
+        """A rejected event is still stored, with the producer's own interaction id."""
+        producer_iid = event["interaction_id"]
+        self.store(event, producer_iid)
+        self.outcome("rejected", producer_iid, reason)
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def on_command(self, command: Command) -> None:
+        name = command.command
+        if name == "configure":
+            self.configure(command)
+        elif name == "cancel_all":
+            self.cancel_nonterminal(rolled_back=False)
+            if self.auto_cleanup:
+                self.purge_terminal()
+            self.outcome("applied", command.interaction_id)
+        else:
+            self.on_interaction_command(command)
+
+    def configure(self, command: Command) -> None:
+        state = self.state
+        if command.policy is not None:
+            state.policy = command.policy
+        if command.max_interactions_per_thread is not None:
+            state.max_interactions = command.max_interactions_per_thread
+        if command.auto_cleanup is not None:
+            state.auto_cleanup = command.auto_cleanup
+        self.outcome("applied", command.interaction_id)
+
+    def on_interaction_command(self, command: Command) -> None:
+        iid = command.interaction_id or ""  # schema validation guarantees it is set
+        interaction = self.state.interactions.get(iid)
+        if interaction is None:
+            self.outcome("rejected", iid, f"Interaction not found: {iid}")
+            return
+        if command.command == "add_task":
+            interaction.task_ids.append(command.task_id or "")
+        elif interaction.terminal:
+            # A deliberate fix: the seed let terminal interactions flip back.
+            self.outcome("rejected", iid, f"interaction '{iid}' is terminal")
+            return
+        else:
+            if command.command == "wait_event":
+                interaction.wait_kind = command.kind
+            self.transition(interaction, TRANSITIONS[command.command])
+        self.outcome("applied", iid)
+
+    # --- shared mechanics ---------------------------------------------------------------------
+
+    @property
+    def auto_cleanup(self) -> bool:
+        configured = self.state.auto_cleanup
+        return self.settings.auto_cleanup if configured is None else configured
+
+    def transition(
+        self, interaction: Interaction, new_state: str, *, rolled_back: bool = False
+    ) -> None:
+        previous = interaction.state
+        if previous == new_state:
+            return  # no change, no record
+        interaction.state = new_state
+        interaction.rolled_back = interaction.rolled_back or rolled_back
+        if interaction.terminal and interaction.ended_at is None:
+            interaction.ended_at = self.timestamp
+        if new_state != "waiting_event":
+            interaction.wait_kind = None
+        self.interaction_record(interaction, previous, cause=self.event_id)
+
+    def cancel_nonterminal(self, *, rolled_back: bool) -> None:
+        for interaction in self.state.nonterminal():
+            self.transition(interaction, "cancelled", rolled_back=rolled_back)
+
+    def purge_terminal(self) -> None:
+        interactions = self.state.interactions
+        for iid in [i.id for i in interactions.values() if i.terminal]:
+            del interactions[iid]
+
+    def enforce_retention(self) -> None:
+        interactions = self.state.interactions
+        terminal = [i.id for i in interactions.values() if i.terminal]
+        for iid in terminal[: max(0, len(terminal) - self.settings.terminal_retention)]:
+            del interactions[iid]
+
+    def drain_queue(self) -> None:
+        """When the thread is idle, its oldest queued event starts."""
+        state = self.state
+        if not state.queue or state.busy:
+            return
+        queued = state.queue.pop(0)
+        policy = effective_policy(None, state.policy, self.settings)
+        self.start(queued.event, queued.event_id, policy, announce=False)
+
+    # --- output records -----------------------------------------------------------------------
+
+    def store(
+        self, event: dict[str, Any], interaction_id: str | None, *, event_id: str | None = None
+    ) -> None:
+        self.state.seq += 1
+        record = dict(event)
+        record["interaction_id"] = interaction_id
+        record["seq"] = self.state.seq
+        record["event_id"] = event_id or self.event_id
+        self.outputs.append((STORE, record))
+
+    def outcome(
+        self,
+        status: str,
+        interaction_id: str | None,
+        reason: str | None = None,
+        *,
+        queue_position: int | None = None,
+    ) -> None:
+        self.outputs.append(
+            (
+                OUTCOMES,
+                outcome_record(
+                    self.state.thread_id,
+                    self.event_id,
+                    status,
+                    interaction_id,
+                    reason,
+                    queue_position,
+                    self.timestamp,
+                ),
+            )
+        )
+
+    def interaction_record(
+        self, interaction: Interaction, previous: str | None, *, cause: str
+    ) -> None:
+        self.outputs.append(
+            (
+                OUTCOMES,
+                {
+                    "type": "interaction",
+                    "thread_id": self.state.thread_id,
+                    "interaction_id": interaction.id,
+                    "state": interaction.state,
+                    "previous_state": previous,
+                    "cause_event_id": cause,
+                    "timestamp": self.timestamp,
+                    "rolled_back": interaction.rolled_back,
+                },
+            )
+        )
+
+
+def outcome_record(
+    thread_id: str,
+    source_event_id: str | None,
+    status: str,
+    interaction_id: str | None,
+    reason: str | None,
+    queue_position: int | None,
+    timestamp: str | None,
+) -> dict[str, Any]:
+    """The `outcome` record, in wire field order."""
+    return {
+        "type": "outcome",
+        "thread_id": thread_id,
+        "source_event_id": source_event_id,
+        "status": status,
+        "interaction_id": interaction_id,
+        "reason": reason,
+        "queue_position": queue_position,
+        "timestamp": timestamp,
+    }
+
+
+def _kind_matches(wait_kind: str | None, kind: str | None) -> bool:
+    """A wait without a kind (or `*`) takes any external event; else kinds match, any case."""
+    if wait_kind is None or wait_kind == "*":
+        return True
+    return kind is not None and wait_kind.casefold() == kind.casefold()

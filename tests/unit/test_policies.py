@@ -1,0 +1,96 @@
+"""The concurrency decision table, idle and busy, for every policy and alias."""
+
+from __future__ import annotations
+
+import pytest
+
+from processors.core import Action, Policy, decide
+from tests.unit.driver import Driver, stored
+
+
+def policy(name: str, max_parallel: int = 4, max_queue_depth: int = 10) -> Policy:
+    return Policy(name, max_parallel, max_queue_depth)
+
+
+@pytest.mark.parametrize("name", ["interrupt", "reject", "parallel", "merge", "queue", "rollback"])
+def test_idle_thread_always_starts(name: str) -> None:
+    assert decide(policy(name), nonterminal=0, queue_len=0).action is Action.START
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "action", "reason"),
+    [
+        ("interrupt", {}, Action.INTERRUPT, None),
+        ("rollback", {}, Action.ROLLBACK, None),
+        ("reject", {}, Action.REJECT, "System is busy processing another request"),
+        ("parallel", {"nonterminal": 3}, Action.START, None),
+        (
+            "parallel",
+            {"nonterminal": 4},
+            Action.REJECT,
+            "Maximum parallel interactions (4) reached",
+        ),
+        ("merge", {"merge_target": True}, Action.MERGE, None),
+        ("merge", {}, Action.START, None),
+        ("merge", {"expected_interaction": True}, Action.QUEUE, None),
+        ("queue", {"queue_len": 9}, Action.QUEUE, None),
+        ("queue", {"queue_len": 10}, Action.REJECT, "Queue full (10)"),
+    ],
+)
+def test_busy_thread(
+    name: str, kwargs: dict[str, object], action: Action, reason: str | None
+) -> None:
+    args: dict[str, object] = {"nonterminal": 1, "queue_len": 0, **kwargs}
+    decision = decide(policy(name), **args)  # type: ignore[arg-type]
+    assert (decision.action, decision.reason) == (action, reason)
+
+
+BUSY_OUTCOMES = {
+    "interrupt": "started",
+    "interrupt_and_start_new": "started",
+    "rollback": "started",
+    "reject": "rejected",
+    "reject_when_busy": "rejected",
+    "parallel": "started",
+    "merge": "merged",
+    "steer": "merged",
+    "queue": "queued",
+    "enqueue": "queued",
+}
+
+
+@pytest.mark.parametrize(("name", "status"), sorted(BUSY_OUTCOMES.items()))
+def test_each_policy_end_to_end(name: str, status: str) -> None:
+    d = Driver()
+    assert d.event(concurrency=name)["status"] == "started"
+    assert d.event(concurrency=name)["status"] == status
+
+
+def test_per_event_override_beats_thread_configuration() -> None:
+    d = Driver()
+    d.command("configure", policy="reject")
+    d.event()
+    assert d.event()["status"] == "rejected"
+    assert d.event(concurrency={"name": "queue", "max_queue_depth": 1})["status"] == "queued"
+    out = d.event(concurrency="queue", max_queue_depth=1)
+    assert (out["status"], out["reason"]) == ("rejected", "Queue full (1)")
+
+
+def test_rollback_marks_cancelled_interactions() -> None:
+    d = Driver(default_policy="rollback")
+    first = d.event()["interaction_id"]
+    outputs = d.send({"type": "user_input", "thread_id": "t1", "payload": 2})
+    cancelled = next(r for _, r in outputs if r.get("state") == "cancelled")
+    assert (cancelled["interaction_id"], cancelled["rolled_back"]) == (first, True)
+    assert stored(outputs)[0]["interaction_id"] != first
+
+
+def test_merge_into_expected_interaction_or_fall_back_to_queue() -> None:
+    d = Driver(default_policy="parallel")
+    a = d.event()["interaction_id"]
+    b = d.event()["interaction_id"]
+    out = d.event(concurrency="merge", expected_interaction_id=a)
+    assert (out["status"], out["interaction_id"]) == ("merged", a)
+    d.command("pause", b)
+    out = d.event(concurrency="merge", expected_interaction_id=b)
+    assert (out["status"], out["queue_position"]) == ("queued", 1)
