@@ -17,6 +17,7 @@ from schemas.errors import ConfigurationError
 from schemas.records import PolicyName, PolicySpec, canonical_policy_name
 
 ENV_PREFIX = "ORCHESTRAL_"
+THREAD_TABLE = "threads"  # the worker's table of thread states
 
 
 class Settings(BaseSettings):
@@ -74,8 +75,18 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./var/data"), description="Local RocksDB state.")
     web_host: str = Field("127.0.0.1", description="Metrics/web bind address (not 0.0.0.0).")
     web_port: int = Field(6066, ge=0, le=65535)
+    session_timeout: float = Field(
+        10.0, gt=0, description="Consumer group session timeout (s): how fast a dead worker is noticed."
+    )
+    commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
+    log_level: str = Field("info", description="Worker log level.")
     connect_timeout: float = Field(30.0, gt=0, description="Seconds to reach the broker at start.")
     progress_interval: float = Field(10.0, gt=0, description="Seconds between progress lines.")
+
+    @property
+    def changelog_topic(self) -> str:
+        """The thread table's changelog: faust names it `{app id}-{table name}-changelog`."""
+        return f"{self.app_id}-{THREAD_TABLE}-changelog"
 
     def default_policy_spec(self) -> PolicySpec:
         return PolicySpec(name=self.default_policy)

@@ -1,0 +1,96 @@
+"""Talking to the cluster before the worker starts: is it there, and do our topics exist."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from config.settings import Settings
+from schemas.errors import OrchestralError
+
+log = logging.getLogger("orchestral.admin")
+
+
+class BrokerUnreachable(OrchestralError):
+    """The cluster did not answer within the configured time."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    p = settings.partitions
+    return [
+        TopicSpec(settings.events_topic, p, {}),
+        # The store is the event store: it is kept forever and replayed.
+        TopicSpec(settings.store_topic, p, {"retention.ms": "-1", "retention.bytes": "-1"}),
+        TopicSpec(settings.outcomes_topic, p, {}),
+        # Same partition count as the input, so a DLQ record can stay on its partition.
+        TopicSpec(settings.dlq_topic, p, {}),
+    ]
+
+
+async def connect_admin(settings: Settings) -> AIOKafkaAdminClient:
+    """An admin client connected within `connect_timeout`, or BrokerUnreachable."""
+    deadline = time.monotonic() + settings.connect_timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers,
+            request_timeout_ms=max(1000, int(settings.connect_timeout * 1000)),
+        )
+        try:
+            await asyncio.wait_for(admin.start(), timeout=max(0.5, deadline - time.monotonic()))
+            return admin
+        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            last_error = exc
+            await admin.close()
+            await asyncio.sleep(0.5)
+    raise BrokerUnreachable(
+        f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.connect_timeout:g}s"
+        f" ({type(last_error).__name__ if last_error else 'timeout'}); is the broker running?"
+        " Start a local one with `orchestral-stream broker start`."
+    )
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create missing topics; warn when an existing one has another partition count."""
+    admin = await connect_admin(settings)
+    try:
+        existing = await _partition_counts(admin)
+        missing = [s for s in topic_specs(settings) if s.name not in existing]
+        for spec in topic_specs(settings):
+            count = existing.get(spec.name)
+            if count is not None and count != spec.partitions:
+                log.warning(
+                    "topic %s has %d partitions, settings say %d: keeping %d",
+                    spec.name, count, spec.partitions, count,
+                )  # fmt: skip
+        if missing:
+            new = [
+                NewTopic(s.name, s.partitions, settings.replication_factor, topic_configs=s.config)
+                for s in missing
+            ]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another worker created it first
+            log.info("created topics %s", ", ".join(s.name for s in missing))
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:
+    metadata = await admin.describe_topics(await admin.list_topics())
+    return {
+        t["topic"]: len(t["partitions"]) for t in metadata if not t.get("error_code")
+    }

@@ -1,0 +1,159 @@
+"""The Faust app: the events topic in, one agent, the thread table, the output topics.
+
+The agent is a thin loop around `RecordHandler` (processors/handler.py). Correctness does not
+rest on faust's delivery features (see README, "Operating guarantees"):
+- one agent, concurrency 1: one record at a time, in partition order (faust #606 makes
+  concurrency > 1 commit past in-flight records);
+- the thread state saved per record carries the outputs of records not yet committed, so a
+  record re-read after a crash re-emits exactly what it produced (the core's replay rule);
+- at-least-once: faust flushes the producer (outputs and changelog) before committing offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from aiokafka.structs import TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from config.settings import THREAD_TABLE, Settings
+from processors.core import Position, ThreadState
+from processors.handler import Handled, OutRecord, RecordHandler
+from processors.metrics import Metrics
+
+log = logging.getLogger("orchestral.worker")
+
+def broker_urls(settings: Settings) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in settings.bootstrap_servers.split(",") if host]
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """faust's own settings, derived from ours (faust's defaults are wrong for us, see why)."""
+    return {
+        "broker": broker_urls(settings),
+        "store": "rocksdb://",
+        "datadir": str(settings.data_dir),
+        "processing_guarantee": settings.processing_guarantee,
+        "autodiscover": False,
+        # faust binds 0.0.0.0 unless told otherwise.
+        "web_bind": settings.web_host,
+        "web_host": settings.web_host,
+        "web_port": settings.web_port,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "consumer_auto_offset_reset": "earliest",
+        # faust's default session timeout makes a rejoin after a crash take tens of seconds.
+        "broker_session_timeout": settings.session_timeout,
+        "broker_heartbeat_interval": max(1.0, settings.session_timeout / 4),
+        "broker_commit_interval": settings.commit_interval,
+        "producer_linger": 0.005,
+        "table_standby_replicas": 0,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+
+
+class Worker:
+    """Owns the app, the table, the handler and the metrics of one worker process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.handler = RecordHandler(settings)
+        self.metrics = Metrics()
+        self.next_offsets: dict[Any, int] = {}  # per input partition: the next offset to handle
+        self.app = faust.App(settings.app_id, **faust_settings(settings))
+        self.events = self._topic(settings.events_topic)
+        self.outputs = {
+            name: self._topic(name)
+            for name in (settings.store_topic, settings.outcomes_topic, settings.dlq_topic)
+        }
+        self._counter_of = {
+            settings.store_topic: "store_out",
+            settings.outcomes_topic: "outcomes_out",
+            settings.dlq_topic: "dlq_out",
+        }
+        self.table = self.app.Table(
+            THREAD_TABLE,
+            default=None,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            options={"driver": "rocksdict"},
+        )
+        self.app.agent(self.events, name="process", concurrency=1)(self.process)
+        self.app.timer(settings.progress_interval)(self.report_progress)
+        registry = self.metrics.registry
+
+        # faust installs a page function as a View method: (view, request), not a bound method.
+        async def metrics_page(view: Any, request: Any) -> Any:
+            # aiohttp refuses a charset inside content_type=; the header carries it whole.
+            return view.bytes(
+                generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+        self.app.page("/metrics")(metrics_page)
+
+    def _topic(self, name: str) -> Any:
+        return self.app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+
+    async def process(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            position = Position(message.topic, message.partition, message.offset)
+            self.next_offsets[message.tp] = message.offset + 1
+            handled = self.handle(message.key, message.value, position)
+            if handled.state is not None and handled.thread_id is not None:
+                self.table[handled.thread_id.encode()] = handled.state.to_bytes()
+            for record in handled.records:
+                await self.send(record)
+
+    def handle(self, key: bytes | None, value: bytes | None, position: Position) -> Handled:
+        self.metrics.count("records_in")
+        try:
+            handled = self.handler.handle(
+                key, value, position, self.load, committed_offset=self.committed(position)
+            )
+        except Exception as exc:  # a bug must not stop the partition: dead-letter, go on
+            log.exception("internal error on %s:%s:%s", *_where(position))
+            self.metrics.count("internal_errors")
+            handled = self.handler.dead_letter_internal(key, value, exc, position)
+        if handled.replayed:
+            self.metrics.count("replayed")
+        return handled
+
+    def load(self, thread_id: str) -> ThreadState | None:
+        data = self.table.get(thread_id.encode())
+        return ThreadState.from_bytes(data) if data is not None else None
+
+    def committed(self, position: Position) -> int | None:
+        """The partition's committed offset as faust last committed it (a lower bound)."""
+        committed = getattr(self.app.consumer, "_committed_offset", {})
+        value = committed.get(TopicPartition(position.topic, position.partition))
+        return value if isinstance(value, int) else None
+
+    async def send(self, record: OutRecord) -> None:
+        topic = self.outputs[record.topic]
+        await topic.send(key=record.key, value=record.value, headers=record.headers)
+        self.metrics.count(self._counter_of[record.topic])
+
+    async def report_progress(self) -> None:
+        self.metrics.set_lag(self.lag())
+        log.info(self.metrics.progress_line())
+
+    def lag(self) -> int:
+        """Input records of the assigned partitions not handled yet (as of the last fetch)."""
+        consumer = self.app.consumer
+        total = 0
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp) if tp.topic == self.settings.events_topic else None
+            if highwater is not None:
+                total += max(0, highwater - self.next_offsets.get(tp, highwater))
+        return total
+
+
+def _where(position: Position) -> tuple[str, int, int]:
+    return position.topic, position.partition, position.offset
