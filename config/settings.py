@@ -74,9 +74,11 @@ class Settings(BaseSettings):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     data_dir: Path = Field(Path("./var/data"), description="Local RocksDB state.")
     web_host: str = Field("127.0.0.1", description="Metrics/web bind address (not 0.0.0.0).")
-    web_port: int = Field(6066, ge=0, le=65535)
+    web_port: int = Field(6066, ge=1, le=65535)
     session_timeout: float = Field(
-        10.0, gt=0, description="Consumer group session timeout (s): how fast a dead worker is noticed."
+        10.0,
+        gt=0,
+        description="Consumer group session timeout (s): how fast a dead worker is noticed.",
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
     log_level: str = Field("info", description="Worker log level.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ async def connect_admin(settings: Settings) -> AIOKafkaAdminClient:
         try:
             await asyncio.wait_for(admin.start(), timeout=max(0.5, deadline - time.monotonic()))
             return admin
-        except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             last_error = exc
             await admin.close()
             await asyncio.sleep(0.5)
@@ -80,10 +81,8 @@ async def ensure_topics(settings: Settings) -> None:
                 NewTopic(s.name, s.partitions, settings.replication_factor, topic_configs=s.config)
                 for s in missing
             ]
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another worker created it first
             log.info("created topics %s", ", ".join(s.name for s in missing))
     finally:
         await admin.close()
@@ -91,6 +90,4 @@ async def ensure_topics(settings: Settings) -> None:
 
 async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:
     metadata = await admin.describe_topics(await admin.list_topics())
-    return {
-        t["topic"]: len(t["partitions"]) for t in metadata if not t.get("error_code")
-    }
+    return {t["topic"]: len(t["partitions"]) for t in metadata if not t.get("error_code")}

@@ -11,19 +11,23 @@ rest on faust's delivery features (see README, "Operating guarantees"):
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 import faust
 from aiokafka.structs import TopicPartition
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import THREAD_TABLE, Settings
 from processors.core import Position, ThreadState
-from processors.handler import Handled, OutRecord, RecordHandler
+from processors.handler import Handled, RecordHandler
 from processors.metrics import Metrics
 
 log = logging.getLogger("orchestral.worker")
+
 
 def broker_urls(settings: Settings) -> list[str]:
     return [f"kafka://{host.strip()}" for host in settings.bootstrap_servers.split(",") if host]
@@ -50,6 +54,11 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_commit_interval": settings.commit_interval,
         "producer_linger": 0.005,
         "table_standby_replicas": 0,
+        # After a crash, local RocksDB may hold writes the changelog lacks (an aborted
+        # transaction, an unflushed send): faust calls that inconsistent and crashes. The core
+        # makes it safe: the records behind those writes are re-read, recognised as replays,
+        # re-emitted and re-saved (processors/handler.py).
+        "recovery_consistency_check": False,
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
@@ -62,13 +71,21 @@ class Worker:
         self.settings = settings
         self.handler = RecordHandler(settings)
         self.metrics = Metrics()
+        # Under exactly-once, a commit must not interleave with a record: faust snapshots the
+        # acked offsets, then commits the transaction over RPCs; a record handled meanwhile would
+        # have its outputs committed without its offset (a duplicate after a crash).
+        self.commit_gate: Any = (
+            asyncio.Lock() if settings.processing_guarantee == "exactly_once" else nullcontext()
+        )
         self.next_offsets: dict[Any, int] = {}  # per input partition: the next offset to handle
         self.app = faust.App(settings.app_id, **faust_settings(settings))
-        self.events = self._topic(settings.events_topic)
-        self.outputs = {
-            name: self._topic(name)
-            for name in (settings.store_topic, settings.outcomes_topic, settings.dlq_topic)
-        }
+        self.events = self.app.topic(
+            settings.events_topic,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
         self._counter_of = {
             settings.store_topic: "store_out",
             settings.outcomes_topic: "outcomes_out",
@@ -95,21 +112,43 @@ class Worker:
 
         self.app.page("/metrics")(metrics_page)
 
-    def _topic(self, name: str) -> Any:
-        return self.app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        )
-
     async def process(self, stream: Any) -> None:
+        self._gate_commits()
         async for event in stream.events():
-            message = event.message
-            position = Position(message.topic, message.partition, message.offset)
-            self.next_offsets[message.tp] = message.offset + 1
-            handled = self.handle(message.key, message.value, position)
-            if handled.state is not None and handled.thread_id is not None:
-                self.table[handled.thread_id.encode()] = handled.state.to_bytes()
-            for record in handled.records:
-                await self.send(record)
+            async with self.commit_gate:
+                await self.process_one(event)
+                event.ack()  # inside the gate: the commit sees this record whole or not at all
+
+    async def process_one(self, event: Any) -> None:
+        """Hand everything a record produces to the producer before the record is acked, so
+        it is flushed (at-least-once) or in the same transaction (exactly-once) as the commit
+        of its offset."""
+        message = event.message
+        position = Position(message.topic, message.partition, message.offset)
+        self.next_offsets[message.tp] = message.offset + 1
+        handled = self.handle(message.key, message.value, position)
+        for record in handled.records:
+            await self.produce(
+                record.topic, record.key, record.value, message.partition, record.headers
+            )
+            self.metrics.count(self._counter_of[record.topic])
+        if handled.state is not None and handled.thread_id is not None:
+            await self.save(handled.thread_id, handled.state, message.partition)
+
+    def _gate_commits(self) -> None:
+        if not isinstance(self.commit_gate, asyncio.Lock):
+            return
+        consumer: Any = self.app.consumer  # faust's ConsumerT does not declare force_commit
+        if getattr(consumer, "_orchestral_gated", False):
+            return
+        commit, gate = consumer.force_commit, self.commit_gate
+
+        async def gated_commit(*args: Any, **kwargs: Any) -> Any:
+            async with gate:
+                return await commit(*args, **kwargs)
+
+        consumer.force_commit = gated_commit
+        consumer._orchestral_gated = True
 
     def handle(self, key: bytes | None, value: bytes | None, position: Position) -> Handled:
         self.metrics.count("records_in")
@@ -135,10 +174,53 @@ class Worker:
         value = committed.get(TopicPartition(position.topic, position.partition))
         return value if isinstance(value, int) else None
 
-    async def send(self, record: OutRecord) -> None:
-        topic = self.outputs[record.topic]
-        await topic.send(key=record.key, value=record.value, headers=record.headers)
-        self.metrics.count(self._counter_of[record.topic])
+    async def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Hand one record to the producer, on the input's partition: the key hashes there too
+        (equal partition counts), and a DLQ record stays beside the records read with it.
+
+        Under exactly-once it goes in the transaction of that input partition. faust would pick
+        the transaction from the *consumer's* metadata, which knows only subscribed topics, so a
+        plain `topic.send` to our output topics would silently leave the transaction.
+        """
+        transactional_id = None
+        if self.app.in_transaction:
+            group = self.app.assignor.group_for_topic(self.settings.events_topic)
+            transactional_id = f"{self.app.conf.id}-{group}-{partition}"
+        future: asyncio.Future[Any] = await self.app.producer.send(  # type: ignore[assignment]
+            topic, key, value, partition, None, headers, transactional_id=transactional_id
+        )
+        return future
+
+    async def save(self, thread_id: str, state: ThreadState, partition: int) -> None:
+        """Save a thread's state: local RocksDB, and its changelog record, produced like outputs.
+
+        Not `table[key] = value`: faust sends that changelog record later from a buffer, and
+        its exactly-once commit does not drain that buffer, so the write could land in the next
+        transaction while this record's offset commits in this one (a kill then loses it).
+        """
+        key, value = thread_id.encode(), state.to_bytes()
+        self.table.data[key] = value
+        sent = await self.produce(self.settings.changelog_topic, key, value, partition)
+        sent.add_done_callback(self._on_changelog_sent)
+
+    def _on_changelog_sent(self, future: asyncio.Future[Any]) -> None:
+        """What faust's own callback does: record the changelog offset the local store has."""
+        if future.cancelled() or future.exception() is not None:
+            return  # the commit fails too, and the record is processed again
+        metadata = future.result()
+        tp = TP(metadata.topic, metadata.partition)
+        store: Any = self.table.data  # a faust Store; typed as a plain mapping
+        if self.app.in_transaction:  # persisted only once the transaction commits
+            self.app.tables.persist_offset_on_commit(store, tp, metadata.offset)
+        else:
+            store.set_persisted_offset(tp, metadata.offset)
 
     async def report_progress(self) -> None:
         self.metrics.set_lag(self.lag())

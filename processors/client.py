@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -31,7 +31,7 @@ from schemas.timestamps import format_fraction
 
 def now_rfc3339() -> str:
     """Wall-clock time for records this client creates (the core never reads the clock)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return f"{now:%Y-%m-%dT%H:%M:%S}{format_fraction(now.microsecond * 1000)}Z"
 
 
@@ -101,9 +101,7 @@ class Client:
 
     async def thread_state(self, thread_id: str) -> ThreadState | None:
         """The thread's latest state, read from the worker's table changelog."""
-        raw = await self._read_partition(
-            self.settings.changelog_topic, thread_id, decode=False
-        )
+        raw = await self._read_partition(self.settings.changelog_topic, thread_id, decode=False)
         return ThreadState.from_bytes(raw[-1]) if raw and raw[-1] is not None else None
 
     async def _read_partition(

@@ -6,7 +6,7 @@ shell that can be tested without a broker:
 1. decode the value (either codec); undecodable -> DLQ (+ `invalid` if a thread id is readable);
 2. check the key is the record's `thread_id`; else DLQ + `invalid`;
 3. load the thread's state, apply the core, encode its outputs with the configured codec;
-4. hand back the new state to save (None when nothing changed: a replayed record).
+4. hand back the state to save (also for a replayed record: see `handle`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class OutRecord:
 @dataclass(slots=True)
 class Handled:
     records: list[OutRecord] = field(default_factory=list)
-    # The thread whose state changed, and its new state; None: nothing to save.
+    # The thread and its state to save; None for a dead-lettered record.
     thread_id: str | None = None
     state: ThreadState | None = None
     dead_lettered: bool = False
@@ -71,12 +71,14 @@ class RecordHandler:
         outputs = apply_in_place(
             state, record, position, self.settings, committed_offset=committed_offset
         )
-        replayed = (state.partition, state.offset) == before
+        # A replayed record is saved again too: the write that first followed it may be lost
+        # (killed before the flush) or aborted (exactly-once), and the offset is about to move
+        # past it. The state is a full snapshot, so writing it again is idempotent.
         return Handled(
             records=self.encode(outputs),
             thread_id=record.thread_id,
-            state=None if replayed else state,
-            replayed=replayed,
+            state=state,
+            replayed=(state.partition, state.offset) == before,
         )
 
     def encode(self, outputs: list[Output]) -> list[OutRecord]:
