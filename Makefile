@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test unit lint format bench clean
+.PHONY: setup run test unit lint format bench-core clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The main job: a local Kafka broker (started if none answers) and the worker.
+run: setup
+	$(BIN)/orchestral-stream run
 
 test: setup
 	$(BIN)/python -m pytest
@@ -30,7 +34,7 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: setup
+bench-core: setup
 	$(BIN)/python -m benchmarks.core_bench
 
 clean:

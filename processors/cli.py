@@ -29,9 +29,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"orchestral-stream: {exc}", file=sys.stderr)
         return EX_USAGE
-    if args.command == "worker":
+    if args.command in ("worker", "run"):
         from processors import worker
 
+        if args.command == "run":
+            problem = _ensure_local_broker(settings)
+            if problem:
+                print(f"orchestral-stream run: {problem}", file=sys.stderr)
+                return 1
+            print(FIRST_STEPS, flush=True)
         return worker.run(settings)
     try:
         return asyncio.run(COMMANDS[args.command](settings, args))
@@ -48,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     broker = sub.add_parser("broker", help="a local Kafka broker: start | stop | status")
     broker.add_argument("broker_args", nargs=argparse.REMAINDER)
     sub.add_parser("worker", help="run the stream processor")
+    sub.add_parser("run", help="start a local broker if none answers, then the worker")
 
     send = sub.add_parser("send", help="produce input records (flags, or JSON lines on stdin)")
     send.add_argument("--thread", help="thread id")
@@ -75,6 +82,40 @@ def _parser() -> argparse.ArgumentParser:
     thread = sub.add_parser("thread", help="a thread's state: interactions, queue, policy")
     thread.add_argument("thread")
     return parser
+
+
+FIRST_STEPS = """\
+orchestral-stream: starting the worker. In another terminal:
+  .venv/bin/orchestral-stream send --thread demo --text "hello" --wait   # one event, its outcome
+  .venv/bin/orchestral-stream tail                                        # follow store + outcomes
+  .venv/bin/orchestral-stream history demo                                # the thread's events
+Stop with Ctrl+C; stop the local broker with `.venv/bin/orchestral-stream broker stop`."""
+
+
+def _ensure_local_broker(settings: Settings) -> str | None:
+    """Start the project's broker when the configured address is local and nothing answers."""
+    import socket
+
+    from processors import broker
+
+    host, _, port_text = settings.bootstrap_servers.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port_text)), timeout=1):
+            return None  # something listens: the worker's own check tells if it is Kafka
+    except OSError:
+        pass
+    except ValueError:
+        return f"cannot read a port from KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers!r}"
+    if host not in ("127.0.0.1", "localhost", ""):
+        return f"nothing answers at {settings.bootstrap_servers} (not local, so not starting one)"
+    print(f"orchestral-stream run: no broker at {settings.bootstrap_servers}; starting a local one")
+    try:
+        info = broker.start(int(port_text))
+    except broker.BrokerError as exc:
+        return str(exc)
+    where = f"{info.bootstrap_servers} (log {info.log_path})"
+    print(f"orchestral-stream run: Kafka {info.version} on {where}")
+    return None
 
 
 def record_from_flags(args: argparse.Namespace) -> dict[str, Any]:

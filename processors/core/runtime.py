@@ -88,21 +88,23 @@ def apply_in_place(
 def _remember(
     state: ThreadState, step: _Step, settings: Settings, committed_offset: int | None
 ) -> None:
-    event_id, position, outputs = step.record.event_id, step.position, step.outputs
+    event_id, offset = step.record.event_id, step.position.offset
     # An `invalid` record changed nothing: its id stays free for a corrected resend.
-    if event_id is not None and settings.dedupe_window and not step.invalid:
-        state.seen[event_id] = position.offset
-        while len(state.seen) > settings.dedupe_window:
-            del state.seen[next(iter(state.seen))]
-    if position.partition != state.partition:
-        state.recent.clear()  # offsets of another partition mean nothing here
-    state.partition, state.offset = position.partition, position.offset
+    if event_id is not None and not step.invalid and settings.dedupe_window:
+        seen = state.seen
+        seen[event_id] = offset
+        if len(seen) > settings.dedupe_window:
+            del seen[next(iter(seen))]
     recent = state.recent
-    if committed_offset is not None:
-        for offset in [o for o in recent if o < committed_offset]:
-            del recent[offset]
-    recent[position.offset] = outputs
-    while len(recent) > settings.replay_buffer:
+    if step.position.partition != state.partition:
+        recent.clear()  # offsets of another partition mean nothing here
+        state.partition = step.position.partition
+    state.offset = offset
+    if committed_offset is not None and recent:
+        for old in [o for o in recent if o < committed_offset]:
+            del recent[old]
+    recent[offset] = step.outputs
+    if len(recent) > settings.replay_buffer:
         del recent[next(iter(recent))]
 
 
@@ -185,7 +187,8 @@ class _Step:
 
     def on_new_turn(self, event: Event) -> None:
         state = self.state
-        if ids.interaction_id(state.thread_id, self.event_id) in state.interactions:
+        iid = ids.interaction_id(state.thread_id, self.event_id)
+        if iid in state.interactions:
             # The id this event would start is taken: the same event id, outside the window.
             self.outcome("duplicate", event.interaction_id, f"Duplicate event_id: {self.event_id}")
             return
@@ -210,7 +213,7 @@ class _Step:
         else:
             if action in (Action.INTERRUPT, Action.ROLLBACK):
                 self.cancel_nonterminal(rolled_back=action is Action.ROLLBACK)
-            self.start(event.store_fields(), self.event_id, policy, announce=True)
+            self.start(event.store_fields(), self.event_id, policy, announce=True, iid=iid)
 
     def merge_target(self, event: Event) -> Interaction | None:
         interactions = self.state.interactions
@@ -223,7 +226,13 @@ class _Step:
         return None
 
     def start(
-        self, event: dict[str, Any], source_event_id: str, policy: Policy, *, announce: bool
+        self,
+        event: dict[str, Any],
+        source_event_id: str,
+        policy: Policy,
+        *,
+        announce: bool,
+        iid: str | None = None,
     ) -> None:
         """Start a new interaction for `event` (announce=False: a queued event, no 2nd outcome)."""
         state = self.state
@@ -233,7 +242,7 @@ class _Step:
         if len(state.nonterminal()) >= limit:
             self.reject_stored(event, f"Maximum active interactions ({limit}) reached")
             return
-        iid = ids.interaction_id(state.thread_id, source_event_id)
+        iid = iid or ids.interaction_id(state.thread_id, source_event_id)
         interaction = Interaction(iid, "active", self.timestamp, source_event_id)
         state.interactions[iid] = interaction
         self.store(event, iid, event_id=source_event_id)
@@ -321,6 +330,8 @@ class _Step:
 
     def enforce_retention(self) -> None:
         interactions = self.state.interactions
+        if len(interactions) <= self.settings.terminal_retention:
+            return  # fewer interactions than the limit, so fewer terminal ones too
         terminal = [i.id for i in interactions.values() if i.terminal]
         for iid in terminal[: max(0, len(terminal) - self.settings.terminal_retention)]:
             del interactions[iid]

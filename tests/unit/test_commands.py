@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import uuid
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from processors.core import ids
 from tests.unit.driver import Driver, interaction_records
 
 TRANSITIONS = {
@@ -175,3 +180,9 @@ def test_invalid_record_is_answered_when_its_thread_is_known() -> None:
         ("invalid", "missing field `payload`", "bad")
     ]
     assert d.send({"type": "user_input", "payload": 1}) == []  # no thread: DLQ only
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_derived_interaction_id_is_uuid5_of_thread_and_event(thread_id: str, event_id: str) -> None:
+    expected = uuid.uuid5(ids.INTERACTION_NAMESPACE, f"{len(thread_id)}:{thread_id}{event_id}")
+    assert ids.interaction_id(thread_id, event_id) == str(expected)
