@@ -188,8 +188,9 @@ class _Step:
     def on_new_turn(self, event: Event) -> None:
         state = self.state
         iid = ids.interaction_id(state.thread_id, self.event_id)
-        if iid in state.interactions:
-            # The id this event would start is taken: the same event id, outside the window.
+        if iid in state.interactions or any(q.event_id == self.event_id for q in state.queue):
+            # The same event id, re-sent beyond the dedupe window while its interaction (or its
+            # queued copy) is still known: starting it would reuse that interaction's id.
             self.outcome("duplicate", event.interaction_id, f"Duplicate event_id: {self.event_id}")
             return
         policy = effective_policy(event.concurrency, state.policy, self.settings)

@@ -186,3 +186,23 @@ def test_invalid_record_is_answered_when_its_thread_is_known() -> None:
 def test_derived_interaction_id_is_uuid5_of_thread_and_event(thread_id: str, event_id: str) -> None:
     expected = uuid.uuid5(ids.INTERACTION_NAMESPACE, f"{len(thread_id)}:{thread_id}{event_id}")
     assert ids.interaction_id(thread_id, event_id) == str(expected)
+
+
+def test_an_event_id_already_queued_is_a_duplicate_whatever_the_window() -> None:
+    d = Driver(default_policy="queue", dedupe_window=0)
+    first = d.event(event_id="e1")["interaction_id"]
+    assert d.event(event_id="e2")["status"] == "queued"
+    assert d.event(event_id="e2")["status"] == "duplicate"
+    d.command("complete", first)  # e2 starts
+    second = ids.interaction_id("t1", "e2")
+    assert d.states_of()[second] == "active"
+    d.command("complete", second)
+    assert d.states_of()[second] == "completed"  # and stays so: no second copy to start
+
+
+def test_an_event_id_whose_interaction_is_known_is_a_duplicate_whatever_the_window() -> None:
+    d = Driver(dedupe_window=0, default_policy="parallel")
+    iid = d.event(event_id="e1")["interaction_id"]
+    d.command("complete", iid)
+    assert d.event(event_id="e1")["status"] == "duplicate"
+    assert d.states_of()[iid] == "completed"
