@@ -100,6 +100,8 @@ class Worker:
             options={"driver": "rocksdict"},
         )
         self.app.agent(self.events, name="process", concurrency=1)(self.process)
+        self.app.on_partitions_revoked.connect(self.forget_positions)
+        self.app.on_partitions_assigned.connect(self.forget_positions)
         self.app.timer(settings.progress_interval)(self.report_progress)
         registry = self.metrics.registry
 
@@ -124,6 +126,12 @@ class Worker:
         it is flushed (at-least-once) or in the same transaction (exactly-once) as the commit
         of its offset."""
         message = event.message
+        if message.offset < self.next_offsets.get(message.tp, -1):
+            # Delivered again within one assignment (faust's fetcher can hand out a record it
+            # already gave, around recovery): this process already produced its outputs, maybe
+            # committed them. Re-emitting would duplicate them even under exactly-once.
+            self.metrics.count("redelivered")
+            return
         position = Position(message.topic, message.partition, message.offset)
         self.next_offsets[message.tp] = message.offset + 1
         handled = self.handle(message.key, message.value, position)
@@ -134,6 +142,11 @@ class Worker:
             self.metrics.count(self._counter_of[record.topic])
         if handled.state is not None and handled.thread_id is not None:
             await self.save(handled.thread_id, handled.state, message.partition)
+
+    async def forget_positions(self, app: Any, tps: Any, **kwargs: Any) -> None:
+        """After a rebalance this process may have lost the transaction of records it handled:
+        they are read again and must be handled (as replays) again."""
+        self.next_offsets.clear()
 
     def _gate_commits(self) -> None:
         if not isinstance(self.commit_gate, asyncio.Lock):

@@ -13,6 +13,7 @@ COUNTERS = {
     "outcomes_out": "Records produced to the outcomes topic.",
     "dlq_out": "Input records sent to the dead-letter topic.",
     "replayed": "Records re-read after a crash or rebalance, their outputs re-emitted.",
+    "redelivered": "Records the consumer delivered twice to this process (skipped).",
     "internal_errors": "Records the worker failed on (sent to the dead-letter topic).",
 }
 

