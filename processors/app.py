@@ -143,7 +143,7 @@ class Worker:
         if handled.state is not None and handled.thread_id is not None:
             await self.save(handled.thread_id, handled.state, message.partition)
 
-    async def forget_positions(self, app: Any, tps: Any, **kwargs: Any) -> None:
+    async def forget_positions(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         """After a rebalance this process may have lost the transaction of records it handled:
         they are read again and must be handled (as replays) again."""
         self.next_offsets.clear()
