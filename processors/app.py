@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.structs import TopicPartition
@@ -100,8 +100,9 @@ class Worker:
             options={"driver": "rocksdict"},
         )
         self.app.agent(self.events, name="process", concurrency=1)(self.process)
-        self.app.on_partitions_revoked.connect(self.forget_positions)
-        self.app.on_partitions_assigned.connect(self.forget_positions)
+        # cast: faust's receiver type is a union mypy cannot match a bound method against.
+        self.app.on_partitions_revoked.connect(cast(Any, self.forget_positions))
+        self.app.on_partitions_assigned.connect(cast(Any, self.forget_positions))
         self.app.timer(settings.progress_interval)(self.report_progress)
         registry = self.metrics.registry
 
@@ -143,7 +144,7 @@ class Worker:
         if handled.state is not None and handled.thread_id is not None:
             await self.save(handled.thread_id, handled.state, message.partition)
 
-    async def forget_positions(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+    def forget_positions(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         """After a rebalance this process may have lost the transaction of records it handled:
         they are read again and must be handled (as replays) again."""
         self.next_offsets.clear()
