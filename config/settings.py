@@ -14,7 +14,7 @@ from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import ConfigurationError
-from schemas.records import PolicyName, PolicySpec, canonical_policy_name
+from schemas.records import PolicyName, canonical_policy_name
 
 ENV_PREFIX = "ORCHESTRAL_"
 THREAD_TABLE = "threads"  # the worker's table of thread states
@@ -89,9 +89,6 @@ class Settings(BaseSettings):
     def changelog_topic(self) -> str:
         """The thread table's changelog: faust names it `{app id}-{table name}-changelog`."""
         return f"{self.app_id}-{THREAD_TABLE}-changelog"
-
-    def default_policy_spec(self) -> PolicySpec:
-        return PolicySpec(name=self.default_policy)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -39,7 +39,6 @@ class Handled:
     # The thread and its state to save; None for a dead-lettered record.
     thread_id: str | None = None
     state: ThreadState | None = None
-    dead_lettered: bool = False
     replayed: bool = False
 
 
@@ -112,7 +111,7 @@ class RecordHandler:
         invalid = invalid_outcome(raw, error, position)
         if invalid is not None:
             records.extend(self.encode([invalid]))
-        return Handled(records=records, dead_lettered=True)
+        return Handled(records=records)
 
 
 def _check_key(key: bytes | None, record: Event | Command) -> None:

@@ -141,13 +141,18 @@ event_ids = weighted(
 policy_options = st.one_of(st.just(ABSENT), st.none(), st.integers(1, 3))
 
 
+def _with_options(
+    fields: dict[str, Any], max_parallel: Any, max_queue_depth: Any
+) -> dict[str, Any]:
+    """`fields` plus the policy options that are not ABSENT."""
+    for key, value in (("max_parallel", max_parallel), ("max_queue_depth", max_queue_depth)):
+        if value is not ABSENT:
+            fields[key] = value
+    return fields
+
+
 def _spec_object(name: str, max_parallel: Any, max_queue_depth: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": name}
-    if max_parallel is not ABSENT:
-        spec["max_parallel"] = max_parallel
-    if max_queue_depth is not ABSENT:
-        spec["max_queue_depth"] = max_queue_depth
-    return spec
+    return _with_options({"name": name}, max_parallel, max_queue_depth)
 
 
 # A policy as the wire carries it: a bare name, or an object with options.
@@ -159,12 +164,7 @@ policy_specs = st.one_of(
 
 def _flat_override(name: str, max_parallel: Any, max_queue_depth: Any) -> dict[str, Any]:
     """The flat form: `"concurrency": NAME` with the options beside it."""
-    fields: dict[str, Any] = {"concurrency": name}
-    if max_parallel is not ABSENT:
-        fields["max_parallel"] = max_parallel
-    if max_queue_depth is not ABSENT:
-        fields["max_queue_depth"] = max_queue_depth
-    return fields
+    return _with_options({"concurrency": name}, max_parallel, max_queue_depth)
 
 
 # Extra fields of an event that may go to the concurrency policy.
