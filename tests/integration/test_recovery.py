@@ -62,10 +62,11 @@ def test_empty_data_dir_rebuilds_state_from_the_changelog(deployment: Deployment
 
 EXACTLY_ONCE_UNDER_KILLS = pytest.mark.xfail(
     strict=False,
-    reason="open: exactly-once passes single kills, but repeated SIGKILLs that land mid-stream "
-    "have lost up to 131 and mismatched up to 109 of 11,079 outputs (runs at 07:40-07:50 on "
-    "2026-11-24; at-least-once under the same kills: 0 lost, 0 mismatched). faust-streaming "
-    "#323/#517 are the upstream reports of this family; see issue 3's note.",
+    reason="open (issue 3 note): under exactly-once, 3 SIGKILLs mid-stream over 4,000 records "
+    "gave 11,079/11,079 exact in most runs on 2026-11-24, but some runs still lost up to 1,077 "
+    "and duplicated outputs: a replay found its buffered outputs gone, and faust's acked list "
+    "held each offset twice; at-least-once under the same kills: 0 lost, 0 mismatched. "
+    "Upstream family: faust-streaming #323, #517",
 )
 
 
