@@ -119,32 +119,20 @@ class Worker:
         self._gate_commits()
         async for event in stream.events():
             async with self.commit_gate:
-                if self.redelivered(event.message):
-                    continue
                 await self.process_one(event)
                 event.ack()  # inside the gate: the commit sees this record whole or not at all
-
-    def redelivered(self, message: Any) -> bool:
-        """A record delivered again: below the committed offset (faust's fetcher can hand out
-        records buffered before a rebalance's seek), or already handled by this process in this
-        assignment. Its outputs were produced, maybe committed: handling it again would
-        duplicate them even under exactly-once. Its offset is also acked already: acking it
-        again would put a duplicate in faust's acked list, whose commit then stops at that
-        duplicate (only a consecutive run commits), so it is marked acked without telling the
-        consumer."""
-        committed = self.committed(Position(message.topic, message.partition, message.offset))
-        floor = max(self.next_offsets.get(message.tp, -1), committed or -1)
-        if message.offset >= floor:
-            return False
-        message.acked = True
-        self.metrics.count("redelivered")
-        return True
 
     async def process_one(self, event: Any) -> None:
         """Hand everything a record produces to the producer before the record is acked, so
         it is flushed (at-least-once) or in the same transaction (exactly-once) as the commit
         of its offset."""
         message = event.message
+        if message.offset < self.next_offsets.get(message.tp, -1):
+            # Delivered again within one assignment (faust's fetcher can hand out a record it
+            # already gave, around recovery): this process already produced its outputs, maybe
+            # committed them. Re-emitting would duplicate them even under exactly-once.
+            self.metrics.count("redelivered")
+            return
         position = Position(message.topic, message.partition, message.offset)
         self.next_offsets[message.tp] = message.offset + 1
         handled = self.handle(message.key, message.value, position)

@@ -63,10 +63,10 @@ def test_empty_data_dir_rebuilds_state_from_the_changelog(deployment: Deployment
 EXACTLY_ONCE_UNDER_KILLS = pytest.mark.xfail(
     strict=False,
     reason="open (issue 3 note): under exactly-once, 3 SIGKILLs mid-stream over 4,000 records "
-    "gave 11,079/11,079 exact in most runs on 2026-11-24, but some runs still lost up to 1,077 "
-    "and duplicated outputs: a replay found its buffered outputs gone, and faust's acked list "
-    "held each offset twice; at-least-once under the same kills: 0 lost, 0 mismatched. "
-    "Upstream family: faust-streaming #323, #517",
+    "give 11,079/11,079 exact in some runs, but others lost up to 131 or duplicated up to 3,174 "
+    "outputs (2026-11-24); at-least-once under the same kills: 0 lost, 0 mismatched. Traced: "
+    "records redelivered by faust's fetcher corrupt its acked list, and a replay can find its "
+    "buffered outputs gone. Upstream family: faust-streaming #323, #517",
 )
 
 
