@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
 from config.settings import Settings
+from processors.core import ids
 from processors.core.runtime import OUTCOMES, Position, apply_in_place, outcome_record
 from processors.core.state import Output, ThreadState
 from schemas import timestamps
@@ -65,7 +66,7 @@ def invalid_outcome(value: Any, error: DecodeError, position: Position) -> Outpu
     raw = value if isinstance(value, Mapping) else {}
     event_id = raw.get("event_id")
     if not isinstance(event_id, str) or not event_id:
-        event_id = f"{position.topic}:{position.partition}:{position.offset}"
+        event_id = ids.derived_event_id(position.topic, position.partition, position.offset)
     interaction_id = raw.get("interaction_id")
     try:
         timestamp: str | None = timestamps.normalize(raw.get("timestamp"))
