@@ -71,9 +71,9 @@ EXACTLY_ONCE_UNDER_KILLS = pytest.mark.xfail(
     strict=False,
     reason="open (issue 3 note): under exactly-once, 3 SIGKILLs mid-stream over 4,000 records "
     "give 11,079/11,079 exact in some runs, but others lost up to 131 or duplicated up to 3,174 "
-    "outputs (2026-11-24); at-least-once under the same kills: 0 lost, 0 mismatched. Traced: "
-    "records redelivered by faust's fetcher corrupt its acked list, and a replay can find its "
-    "buffered outputs gone. Upstream family: faust-streaming #323, #517",
+    "outputs (2026-11-24). Traced: the consumer can start past its committed offset (see the "
+    "at-least-once case), and records redelivered by faust's fetcher corrupt its acked list. "
+    "Upstream family: faust-streaming #323, #517",
 )
 
 
