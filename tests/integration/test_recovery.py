@@ -49,13 +49,6 @@ def test_clean_restart_keeps_local_state(deployment: Deployment) -> None:
     asyncio.run(check_against_oracle(deployment))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 3 note): intermittent, 3 of 8 runs on 2026-11-24 lost about 420 of "
-    "1,643 outputs after rebuilding from the changelog: the new worker's consumer delivered "
-    "offsets past the committed ones (88 when 56 was committed) and faust counts the skipped "
-    "range as a done gap (Consumer._add_gap), committing past records never handled",
-)
 def test_empty_data_dir_rebuilds_state_from_the_changelog(deployment: Deployment) -> None:
     first, second = batches(300, 20, seed=12)
     worker = deployment.worker(0).start()
@@ -67,30 +60,9 @@ def test_empty_data_dir_rebuilds_state_from_the_changelog(deployment: Deployment
     asyncio.run(check_against_oracle(deployment))
 
 
-EXACTLY_ONCE_UNDER_KILLS = pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 3 note): under exactly-once, 3 SIGKILLs mid-stream over 4,000 records "
-    "give 11,079/11,079 exact in some runs, but others lost up to 131 or duplicated up to 3,174 "
-    "outputs (2026-11-24). Traced: the consumer can start past its committed offset (see the "
-    "at-least-once case), and records redelivered by faust's fetcher corrupt its acked list. "
-    "Upstream family: faust-streaming #323, #517",
-)
-
-
-AT_LEAST_ONCE_UNDER_KILLS = pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 3 note): exact in most runs, but 1 of 7 on 2026-11-24 lost 842 of "
-    "11,079 outputs: after a restart the consumer delivered offsets past the committed one "
-    "(e.g. 88 when 56 was committed) and faust counts the skipped range as a done gap",
-)
-
-
 @pytest.mark.parametrize(
     "guarantee",
-    [
-        pytest.param("at_least_once", marks=AT_LEAST_ONCE_UNDER_KILLS),
-        pytest.param("exactly_once", marks=EXACTLY_ONCE_UNDER_KILLS),
-    ],
+    ["at_least_once", "exactly_once"],
 )
 def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(
     deployment: Deployment, guarantee: str
