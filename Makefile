@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test unit lint format bench-core clean
+.PHONY: setup run test reliability unit lint format bench-core clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The fault scenarios at full size (issue 5); their short versions run in `make test`.
+reliability: setup
+	ORCHESTRAL_RELIABILITY=full ORCHESTRAL_RELIABILITY_REPORT=$${ORCHESTRAL_RELIABILITY_REPORT:-reliability-report.jsonl} \
+		$(BIN)/python -m pytest -m reliability -s --timeout 1200
 
 unit: setup
 	$(BIN)/python -m pytest -m 'not integration'

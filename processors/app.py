@@ -22,7 +22,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import THREAD_TABLE, Settings
-from processors.consumer import SeekSafeConsumer
+from processors.consumer import SafeConsumer
 from processors.core import Position, ThreadState
 from processors.handler import Handled, RecordHandler
 from processors.metrics import Metrics
@@ -80,8 +80,8 @@ class Worker:
         )
         self.next_offsets: dict[Any, int] = {}  # per input partition: the next offset to handle
         self.app = faust.App(settings.app_id, **faust_settings(settings))
-        # Before faust creates its consumer: see processors/consumer.py for the race it closes.
-        cast(Any, self.app.transport).Consumer = SeekSafeConsumer
+        # Before faust creates its consumer: processors/consumer.py says what it fixes.
+        cast(Any, self.app.transport).Consumer = SafeConsumer
         self.events = self.app.topic(
             settings.events_topic,
             key_type=bytes,

@@ -8,30 +8,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from processors import broker
-from tests.integration.harness import Deployment, delete_topics
-
-
-def _free_port_pair() -> int:
-    """A port p with p+1 free too (the broker's controller listens on p+1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 65000:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port pair")
+from tests.integration.harness import Deployment, delete_topics, free_port_pair
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +23,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if existing:
         yield existing
         return
-    port = _free_port_pair()
+    port = free_port_pair()
     data = tmp_path_factory.mktemp("broker")
     info = broker.start(port, data_dir=data, timeout=180)
     try:

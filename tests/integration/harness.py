@@ -131,6 +131,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_pair() -> int:
+    """A port p with p+1 free too (the broker's controller listens on p+1)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port < 65000:
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair")
+
+
 # --- Kafka I/O ------------------------------------------------------------------------------
 
 
@@ -165,7 +181,7 @@ async def read_all(
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        out = []
+        out: list[tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
         while not await _at_end(consumer, ends):
             batch = await consumer.getmany(*tps, timeout_ms=500)
             for messages in batch.values():
