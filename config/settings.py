@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import ConfigurationError
@@ -18,6 +26,24 @@ from schemas.records import PolicyName, canonical_policy_name
 
 ENV_PREFIX = "ORCHESTRAL_"
 THREAD_TABLE = "threads"  # the worker's table of thread states
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
+# Never echoed back in an error message, whatever their value.
+SECRET_FIELDS = frozenset({"sasl_password", "ssl_key_password"})
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _mechanism(value: Any) -> Any:
+    return value.strip().upper().replace("_", "-") if isinstance(value, str) else value
+
+
+def _blank_is_none(value: Any) -> Any:
+    """An env var set to "" means unset (compose files often pass empty values through)."""
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 class Settings(BaseSettings):
@@ -85,6 +111,69 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(30.0, gt=0, description="Seconds to reach the broker at start.")
     progress_interval: float = Field(10.0, gt=0, description="Seconds between progress lines.")
 
+    # --- connection security (every client: worker, admin, CLI) ---
+    security_protocol: Annotated[SecurityProtocol, BeforeValidator(_upper)] = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: Annotated[SaslMechanism, BeforeValidator(_mechanism)] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism of the SASL_* protocols."
+    )
+    sasl_username: Annotated[str | None, BeforeValidator(_blank_is_none)] = None
+    sasl_password: Annotated[SecretStr | None, BeforeValidator(_blank_is_none)] = Field(
+        None, repr=False, description="Never logged or printed."
+    )
+    ssl_cafile: Annotated[FilePath | None, BeforeValidator(_blank_is_none)] = Field(
+        None, description="PEM CA bundle the broker's certificate must chain to (else system CAs)."
+    )
+    ssl_certfile: Annotated[FilePath | None, BeforeValidator(_blank_is_none)] = Field(
+        None, description="PEM client certificate (chain), for brokers requiring client auth."
+    )
+    ssl_keyfile: Annotated[FilePath | None, BeforeValidator(_blank_is_none)] = Field(
+        None, description="PEM private key of the client certificate (if not in the certfile)."
+    )
+    ssl_key_password: Annotated[SecretStr | None, BeforeValidator(_blank_is_none)] = Field(
+        None, repr=False, description="Password of an encrypted ssl_keyfile."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Verify the broker's certificate matches the host name it is reached by."
+    )
+
+    @model_validator(mode="after")
+    def _security_is_coherent(self) -> Settings:
+        protocol = self.security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol.endswith("SSL")
+        problems = []
+        if sasl:
+            for name in ("sasl_username", "sasl_password"):
+                value = getattr(self, name)
+                if value is None or not str(
+                    value.get_secret_value() if isinstance(value, SecretStr) else value
+                ):
+                    problems.append(f"{env_name(name)} is required with {protocol}")
+        else:
+            for name in ("sasl_username", "sasl_password"):
+                if getattr(self, name) is not None:
+                    problems.append(
+                        f"{env_name(name)} is set but ORCHESTRAL_SECURITY_PROTOCOL={protocol} "
+                        "does not use SASL (set it to SASL_PLAINTEXT or SASL_SSL)"
+                    )
+        if not tls:
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password"):
+                if getattr(self, name) is not None:
+                    problems.append(
+                        f"{env_name(name)} is set but ORCHESTRAL_SECURITY_PROTOCOL={protocol} "
+                        "does not use TLS (set it to SSL or SASL_SSL)"
+                    )
+        else:
+            if self.ssl_keyfile is not None and self.ssl_certfile is None:
+                problems.append(f"{env_name('ssl_keyfile')} needs {env_name('ssl_certfile')}")
+            if self.ssl_key_password is not None and self.ssl_certfile is None:
+                problems.append(f"{env_name('ssl_key_password')} needs {env_name('ssl_certfile')}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @property
     def changelog_topic(self) -> str:
         """The thread table's changelog: faust names it `{app id}-{table name}-changelog`."""
@@ -99,14 +188,22 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigurationError(_describe(exc)) from None
 
 
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`."""
+    return "KAFKA_BOOTSTRAP_SERVERS" if field == "bootstrap_servers" else ENV_PREFIX + field.upper()
+
+
 def _describe(exc: ValidationError) -> str:
     problems = []
     for err in exc.errors(include_url=False):
-        field = str(err["loc"][0]) if err["loc"] else "?"
-        env = (
-            "KAFKA_BOOTSTRAP_SERVERS"
-            if field == "bootstrap_servers"
-            else ENV_PREFIX + field.upper()
-        )
-        problems.append(f"{env}: {err['msg']} (got {err.get('input')!r})")
+        if not err["loc"]:
+            # A check across fields: its message names the variables; its input is every
+            # setting (secrets included), so it is never shown.
+            problems.append(err["msg"].removeprefix("Value error, "))
+            continue
+        field = str(err["loc"][0])
+        if field in SECRET_FIELDS:
+            problems.append(f"{env_name(field)}: {err['msg']} (value not shown)")
+        else:
+            problems.append(f"{env_name(field)}: {err['msg']} (got {err.get('input')!r})")
     return "invalid settings: " + "; ".join(problems)

@@ -9,16 +9,13 @@ import time
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
 from config.settings import Settings
-from schemas.errors import OrchestralError
+from processors.connection import kafka_kwargs, start_client
+from schemas.errors import BrokerUnreachable as BrokerUnreachable  # re-exported (worker.py)
 
 log = logging.getLogger("orchestral.admin")
-
-
-class BrokerUnreachable(OrchestralError):
-    """The cluster did not answer within the configured time."""
 
 
 @dataclass(frozen=True)
@@ -41,25 +38,26 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 
 async def connect_admin(settings: Settings) -> AIOKafkaAdminClient:
-    """An admin client connected within `connect_timeout`, or BrokerUnreachable."""
+    """An admin client connected within `connect_timeout`, else BrokerUnreachable; at once
+    BrokerSecurityError (AuthenticationFailed, TLSHandshakeFailed) when the cluster refuses our
+    credentials or certificates, since waiting cannot fix those."""
     deadline = time.monotonic() + settings.connect_timeout
-    last_error: Exception | None = None
+    last_error: BrokerUnreachable | None = None
     while time.monotonic() < deadline:
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers,
+            **kafka_kwargs(settings),
             request_timeout_ms=max(1000, int(settings.connect_timeout * 1000)),
         )
         try:
-            await asyncio.wait_for(admin.start(), timeout=max(0.5, deadline - time.monotonic()))
+            await start_client(admin, settings, timeout=deadline - time.monotonic())
             return admin
-        except (TimeoutError, KafkaError, OSError) as exc:
+        except BrokerUnreachable as exc:  # start_client closed it
             last_error = exc
-            await admin.close()
             await asyncio.sleep(0.5)
-    raise BrokerUnreachable(
+    raise last_error or BrokerUnreachable(
         f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.connect_timeout:g}s"
-        f" ({type(last_error).__name__ if last_error else 'timeout'}); is the broker running?"
-        " Start a local one with `orchestral-stream broker start`."
+        " (timeout); is the broker running? Start a local one with `orchestral-stream broker"
+        " start`."
     )
 
 

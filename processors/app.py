@@ -36,6 +36,8 @@ def broker_urls(settings: Settings) -> list[str]:
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
     """faust's own settings, derived from ours (faust's defaults are wrong for us, see why)."""
+    from processors.connection import faust_credentials
+
     return {
         "broker": broker_urls(settings),
         "store": "rocksdb://",
@@ -62,6 +64,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "recovery_consistency_check": False,
         "key_serializer": "raw",
         "value_serializer": "raw",
+        # SASL / TLS, from the same place as every other client's (processors/connection.py).
+        "broker_credentials": faust_credentials(settings),
     }
 
 

@@ -14,6 +14,11 @@ Layout and defaults:
 * listeners: ``PLAINTEXT://127.0.0.1:<port>`` for clients and ``CONTROLLER://127.0.0.1:<port+1>``
   for the KRaft quorum (the quickstart's 9092/9093 pair; ``start(controller_port=...)`` picks
   another); both bound to loopback only.
+* optional secured listeners (``start(security=Security(...))``, or the CLI's ``--sasl-port``,
+  ``--sasl-ssl-port``, ``--ssl-port``, ``--scram-user``, ``--tls-*`` flags): ``SASL_PLAINTEXT`` and
+  ``SASL_SSL`` with SCRAM-SHA-512 (and SCRAM-SHA-256) users created when the storage is formatted,
+  and ``SSL`` with a PEM certificate and key (optionally requiring client certificates signed by a
+  given CA). The PLAINTEXT listener stays: the readiness probe and inter-broker traffic use it.
 * needs ``mvn`` and a Java 17+ ``java`` (``$JAVA_HOME`` first, else PATH); Kafka 4 requires 17.
 
 ``status``/``stop`` find a broker by its data dir, so pass the same ``data_dir`` (or port, for the
@@ -40,8 +45,9 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 # Kafka 4.4.0 (the newest on Maven Central) passes everything we need with aiokafka 0.14.0 (the
 # newest; faust-streaming 0.15.3 allows any aiokafka>=0.10): admin topic creation,
@@ -78,6 +84,7 @@ _LOCK_FILE = ".broker.lock"
 _KAFKA_LOG_DIR = "kraft-logs"
 _LOG4J1_FILE = "log4j.properties"
 _LOG4J2_FILE = "log4j2.properties"
+_TLS_KEYSTORE_FILE = "tls-keystore.pem"  # the broker's key + certificate chain (Kafka's PEM store)
 # Everything start() may create; wipe() refuses to delete a data dir holding anything else.
 _OWN_NAMES = frozenset(
     {
@@ -90,6 +97,7 @@ _OWN_NAMES = frozenset(
         _KAFKA_LOG_DIR,
         _LOG4J1_FILE,
         _LOG4J2_FILE,
+        _TLS_KEYSTORE_FILE,
     }
 )
 
@@ -114,6 +122,15 @@ class BrokerInfo:
     data_dir: Path
     log_path: Path
     already_running: bool
+    # Secured client listeners by security protocol (e.g. {"SASL_SSL": 39100}); PLAINTEXT is port.
+    listeners: Mapping[str, int] = field(default_factory=dict)
+
+    def address(self, protocol: str = "PLAINTEXT") -> str:
+        """``host:port`` of the listener speaking ``protocol``."""
+        port = self.port if protocol == "PLAINTEXT" else self.listeners.get(protocol)
+        if port is None:
+            raise BrokerError(f"this broker has no {protocol} listener")
+        return f"{HOST}:{port}"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -136,6 +153,88 @@ class BrokerStatus:
     @property
     def bootstrap_servers(self) -> str:
         return f"{HOST}:{self.port}"
+
+
+ScramMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256"]
+_SCRAM_MECHANISMS: tuple[ScramMechanism, ...] = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+
+
+@dataclass(frozen=True)
+class Security:
+    """Secured client listeners, next to the PLAINTEXT one.
+
+    ``scram_users`` (name -> password) are created for both SCRAM mechanisms when the storage is
+    first formatted (KRaft), so a data dir keeps the users it was formatted with. The TLS
+    listeners (SASL_SSL, SSL) need ``tls_cert`` (PEM certificate chain) and ``tls_key`` (its
+    unencrypted PKCS#8 PEM key); ``client_ca`` (PEM) is the CA client certificates must chain to,
+    and ``ssl_client_auth`` whether the SSL listener asks for one.
+    """
+
+    sasl_plaintext_port: int | None = None
+    sasl_ssl_port: int | None = None
+    ssl_port: int | None = None
+    scram_users: Mapping[str, str] = field(default_factory=dict)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    ssl_client_auth: Literal["none", "requested", "required"] = "none"
+
+    def listeners(self) -> dict[str, int]:
+        ports = {
+            "SASL_PLAINTEXT": self.sasl_plaintext_port,
+            "SASL_SSL": self.sasl_ssl_port,
+            "SSL": self.ssl_port,
+        }
+        return {protocol: port for protocol, port in ports.items() if port is not None}
+
+    def check(self) -> None:
+        """BrokerError when these settings cannot work."""
+        listeners = self.listeners()
+        if ("SASL_SSL" in listeners or "SSL" in listeners) and not (self.tls_cert and self.tls_key):
+            raise BrokerError("the SASL_SSL and SSL listeners need a TLS certificate and key")
+        if self.ssl_client_auth != "none" and not self.client_ca:
+            raise BrokerError("client authentication on the SSL listener needs a client CA")
+        for path in (self.tls_cert, self.tls_key, self.client_ca):
+            if path is not None and not Path(path).is_file():
+                raise BrokerError(f"no such file: {path}")
+        for name, password in self.scram_users.items():
+            # StorageTool's --add-scram syntax: [name=N,password=P]; keep it unambiguous.
+            if not name or not password or any(c in name + password for c in ',[]="\\ \n'):
+                raise BrokerError(
+                    f"SCRAM user {name!r}: name and password must be non-empty and contain no "
+                    "spaces, commas, brackets, quotes, '=' or backslashes"
+                )
+
+
+def security_properties(security: Security, tls_keystore: Path | None) -> dict[str, str]:
+    """server.properties entries for the secured listeners (merged by :func:`broker_properties`)."""
+    props: dict[str, str] = {}
+    listeners = security.listeners()
+    if any(p.startswith("SASL_") for p in listeners):
+        props["sasl.enabled.mechanisms"] = ",".join(_SCRAM_MECHANISMS)
+        for protocol in (p for p in listeners if p.startswith("SASL_")):
+            for mechanism in _SCRAM_MECHANISMS:
+                # Server side of SCRAM: no credentials here (users live in the cluster metadata).
+                key = f"listener.name.{protocol.lower()}.{mechanism.lower()}.sasl.jaas.config"
+                props[key] = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    if tls_keystore is not None:
+        props["ssl.keystore.type"] = "PEM"
+        props["ssl.keystore.location"] = str(tls_keystore)
+        props["ssl.endpoint.identification.algorithm"] = "https"
+    if security.client_ca is not None:
+        props["ssl.truststore.type"] = "PEM"
+        props["ssl.truststore.location"] = str(Path(security.client_ca).resolve())
+    if "SSL" in listeners:
+        props["listener.name.ssl.ssl.client.auth"] = security.ssl_client_auth
+    return props
+
+
+def _scram_args(security: Security | None) -> list[str]:
+    args: list[str] = []
+    for name, password in security.scram_users.items() if security else ():
+        for mechanism in _SCRAM_MECHANISMS:
+            args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+    return args
 
 
 @dataclass(frozen=True)
@@ -311,22 +410,27 @@ def broker_properties(
     controller_port: int,
     log_dir: Path,
     overrides: Mapping[str, str] | None = None,
+    security: Security | None = None,
+    tls_keystore: Path | None = None,
 ) -> dict[str, str]:
     """The broker's ``server.properties`` as a dict; ``overrides`` win over every default.
 
-    The single place to extend later, e.g. SASL_PLAINTEXT/SASL_SSL listeners with
-    SCRAM-SHA-512 and TLS: override ``listeners``, ``advertised.listeners`` and
-    ``listener.security.protocol.map`` and add the ``listener.name.*`` settings.
+    ``security`` adds its listeners (SASL_PLAINTEXT, SASL_SSL, SSL) next to PLAINTEXT;
+    ``tls_keystore`` is the PEM file (key + certificate chain) the TLS listeners serve.
     """
+    extra = security.listeners() if security else {}
+    client_listeners = {"PLAINTEXT": port, **extra}
+    advertised = ",".join(f"{name}://{HOST}:{p}" for name, p in client_listeners.items())
+    protocol_map = ",".join(f"{name}:{name}" for name in client_listeners)
     props = {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.voters": f"{NODE_ID}@{HOST}:{controller_port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": f"{advertised},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": advertised,
+        "listener.security.protocol.map": f"{protocol_map},CONTROLLER:PLAINTEXT",
         "log.dirs": str(log_dir),
         # One node: every internal topic must make do with a single replica.
         "offsets.topic.replication.factor": "1",
@@ -349,6 +453,8 @@ def broker_properties(
         "log.segment.bytes": str(64 * 1024 * 1024),
         "log.retention.check.interval.ms": "60000",
     }
+    if security is not None:
+        props.update(security_properties(security, tls_keystore))
     props.update(overrides or {})
     return props
 
@@ -416,14 +522,24 @@ def _read_cluster_id(log_dir: Path) -> str | None:
     return None
 
 
-def _format_storage(java: str, classpath: str, paths: _Paths, log_flags: list[str]) -> str:
-    """Format the KRaft log dir once (meta.properties marks it); return the cluster id."""
+def _format_storage(
+    java: str,
+    classpath: str,
+    paths: _Paths,
+    log_flags: list[str],
+    extra_args: Sequence[str] = (),
+) -> str:
+    """Format the KRaft log dir once (meta.properties marks it); return the cluster id.
+
+    ``extra_args`` go to StorageTool (e.g. ``--add-scram``); they only matter on that first run.
+    """
     existing = _read_cluster_id(paths.kafka_logs)
     if existing:
         return existing
     cluster_id = _new_cluster_id()
     cmd = [java, "-Xmx256m", *log_flags, "-cp", classpath, "kafka.tools.StorageTool", "format"]
     cmd += ["--cluster-id", cluster_id, "--config", str(paths.props), "--ignore-formatted"]
+    cmd += extra_args
     _run(cmd, 120.0, f"formatting KRaft storage in {paths.kafka_logs} failed")
     found = _read_cluster_id(paths.kafka_logs)
     if not found:
@@ -692,8 +808,9 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _ensure_ports_free(port: int, controller_port: int, paths: _Paths) -> None:
-    for candidate, role in ((port, "client"), (controller_port, "controller")):
+def _ensure_ports_free(port: int, controller_port: int, paths: _Paths, *extra: int) -> None:
+    roles = [(port, "client"), (controller_port, "controller"), *((p, "listener") for p in extra)]
+    for candidate, role in roles:
         if _port_free(candidate):
             continue
         try:
@@ -737,13 +854,16 @@ def start(
     timeout: float = 60.0,
     controller_port: int | None = None,
     overrides: Mapping[str, str] | None = None,
+    security: Security | None = None,
 ) -> BrokerInfo:
     """Start (or find already running) the broker for this data dir and wait until it answers.
 
     ``timeout`` bounds the wait for the broker to answer, not the first Maven download.
     ``controller_port`` defaults to ``port + 1``; ``overrides`` are merged into
-    server.properties (see :func:`broker_properties`).
+    server.properties (see :func:`broker_properties`); ``security`` adds secured listeners.
     """
+    if security is not None:
+        security.check()
     paths = _paths(port, data_dir)
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     with _locked(paths.lock):
@@ -751,17 +871,24 @@ def start(
         if running is not None:
             return _existing(paths, running, port, version, timeout)
         ctrl_port = controller_port if controller_port is not None else port + 1
-        _check_ports(port, ctrl_port)
-        _ensure_ports_free(port, ctrl_port, paths)
+        extra_ports = security.listeners() if security else {}
+        _check_ports(port, ctrl_port, *extra_ports.values())
+        _ensure_ports_free(port, ctrl_port, paths, *extra_ports.values())
         paths.pid.unlink(missing_ok=True)  # stale: its process is gone
         classpath = str(provision(version) / "*")  # the JVM expands dir/* to every jar in it
         java = _java()
+        keystore = _write_tls_keystore(paths, security)
         props = broker_properties(
-            port=port, controller_port=ctrl_port, log_dir=paths.kafka_logs, overrides=overrides
+            port=port,
+            controller_port=ctrl_port,
+            log_dir=paths.kafka_logs,
+            overrides=overrides,
+            security=security,
+            tls_keystore=keystore,
         )
         paths.props.write_text(render_properties(props), encoding="utf-8")
         log_flags = _logging_flags(paths, version)
-        cluster_id = _format_storage(java, classpath, paths, log_flags)
+        cluster_id = _format_storage(java, classpath, paths, log_flags, _scram_args(security))
         pid = _launch(java, classpath, paths, log_flags)
         paths.pid.write_text(f"{pid}\n", encoding="utf-8")
         state = {
@@ -771,6 +898,7 @@ def start(
             "cluster_id": cluster_id,
             "pid": pid,
             "started_at": time.time(),
+            "listeners": extra_ports,
         }
         paths.state.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         try:
@@ -781,15 +909,30 @@ def start(
                 _terminate(pid, 10.0)
             paths.pid.unlink(missing_ok=True)
             raise
-    return BrokerInfo(port, ctrl_port, pid, version, cluster_id, paths.data_dir, paths.log, False)
+    return BrokerInfo(
+        port, ctrl_port, pid, version, cluster_id, paths.data_dir, paths.log, False, extra_ports
+    )
 
 
-def _check_ports(port: int, controller_port: int) -> None:
-    for value in (port, controller_port):
+def _write_tls_keystore(paths: _Paths, security: Security | None) -> Path | None:
+    """Kafka's PEM keystore is one file: the private key, then the certificate chain."""
+    keystore = paths.data_dir / _TLS_KEYSTORE_FILE
+    if security is None or security.tls_cert is None or security.tls_key is None:
+        keystore.unlink(missing_ok=True)
+        return None
+    key = Path(security.tls_key).read_text(encoding="ascii")
+    chain = Path(security.tls_cert).read_text(encoding="ascii")
+    keystore.touch(mode=0o600)
+    keystore.write_text(key.rstrip("\n") + "\n" + chain, encoding="ascii")
+    return keystore
+
+
+def _check_ports(port: int, controller_port: int, *extra: int) -> None:
+    for value in (port, controller_port, *extra):
         if not 0 < value < 65536:
             raise BrokerError(f"port out of range: {value}")
-    if port == controller_port:
-        raise BrokerError("client and controller ports must differ")
+    if len({port, controller_port, *extra}) != 2 + len(extra):
+        raise BrokerError("client, controller and secured listener ports must all differ")
 
 
 def _existing(paths: _Paths, pid: int, port: int, version: str, timeout: float) -> BrokerInfo:
@@ -803,7 +946,12 @@ def _existing(paths: _Paths, pid: int, port: int, version: str, timeout: float) 
     cluster_id = _state_str(state, "cluster_id") or _read_cluster_id(paths.kafka_logs) or ""
     _wait_ready(paths, pid, port, cluster_id or None, timeout)  # it may still be starting
     ctrl_port = _state_int(state, "controller_port") or port + 1
-    return BrokerInfo(port, ctrl_port, pid, version, cluster_id, paths.data_dir, paths.log, True)
+    found = state.get("listeners")
+    found = found if isinstance(found, dict) else {}
+    listeners = {str(k): v for k, v in found.items() if isinstance(v, int)}
+    return BrokerInfo(
+        port, ctrl_port, pid, version, cluster_id, paths.data_dir, paths.log, True, listeners
+    )
 
 
 def stop(
@@ -905,9 +1053,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", default=KAFKA_VERSION, help=f"Kafka version ({KAFKA_VERSION})")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     parser.add_argument("--clean", action="store_true", help="start: wipe the data dir first")
+    secured = parser.add_argument_group("secured listeners (start; next to PLAINTEXT)")
+    secured.add_argument("--sasl-port", type=int, help="SASL_PLAINTEXT listener port (SCRAM)")
+    secured.add_argument("--sasl-ssl-port", type=int, help="SASL_SSL listener port (SCRAM + TLS)")
+    secured.add_argument("--ssl-port", type=int, help="SSL listener port")
+    secured.add_argument(
+        "--scram-user",
+        action="append",
+        default=[],
+        metavar="NAME=PASSWORD",
+        help="SCRAM-SHA-512/256 user created at first format (repeatable)",
+    )
+    secured.add_argument("--tls-cert", type=Path, help="PEM certificate (chain) of the broker")
+    secured.add_argument("--tls-key", type=Path, help="its unencrypted PKCS#8 PEM key")
+    secured.add_argument("--tls-client-ca", type=Path, help="PEM CA for client certificates")
+    secured.add_argument(
+        "--ssl-client-auth", choices=("none", "requested", "required"), default="none"
+    )
     args = parser.parse_args(argv)
     if args.clean and args.command != "start":
         parser.error("--clean only applies to start")
+    if any(not user.partition("=")[2] for user in args.scram_user):
+        parser.error("--scram-user takes NAME=PASSWORD")
     try:
         return _dispatch(args)
     except BrokerError as exc:
@@ -920,12 +1087,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.clean:
             wipe(args.port, args.data_dir)
         began = time.monotonic()
-        info = start(args.port, data_dir=args.data_dir, version=args.version, timeout=args.timeout)
+        info = start(
+            args.port,
+            data_dir=args.data_dir,
+            version=args.version,
+            timeout=args.timeout,
+            security=_security_from_args(args),
+        )
         how = "already running" if info.already_running else "started"
         print(
             f"Kafka {info.version} broker {how} on {info.bootstrap_servers} (pid {info.pid}, "
             f"{time.monotonic() - began:.1f}s; data dir {info.data_dir}; log {info.log_path})"
         )
+        for protocol in info.listeners:
+            print(f"  {protocol} listener on {info.address(protocol)}")
         return 0
     if args.command == "stop":
         pid = stop(args.port, args.data_dir, timeout=args.timeout)
@@ -937,6 +1112,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     st = status(args.port, args.data_dir)
     print(_describe(st))
     return 0 if st.running else 3
+
+
+def _security_from_args(args: argparse.Namespace) -> Security | None:
+    if not (args.sasl_port or args.sasl_ssl_port or args.ssl_port):
+        return None
+    users = dict(user.partition("=")[::2] for user in args.scram_user)
+    return Security(
+        sasl_plaintext_port=args.sasl_port,
+        sasl_ssl_port=args.sasl_ssl_port,
+        ssl_port=args.ssl_port,
+        scram_users=users,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.tls_client_ca,
+        ssl_client_auth=args.ssl_client_auth,
+    )
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from config.settings import Settings, load_settings
-from schemas.errors import ConfigurationError, OrchestralError
+from schemas.errors import BrokerSecurityError, ConfigurationError, OrchestralError
 
 EX_USAGE = 64
+# The cluster refused our SASL credentials or the TLS handshake: retrying cannot help. (An
+# unreachable cluster is exit 2, from processors.worker.)
+EX_REFUSED = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,11 +41,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"orchestral-stream run: {problem}", file=sys.stderr)
                 return 1
             print(FIRST_STEPS, flush=True)
-        return worker.run(settings)
+        try:
+            return worker.run(settings)
+        except BrokerSecurityError as exc:  # the cluster refused our credentials or TLS
+            print(f"orchestral-stream worker: {exc}", file=sys.stderr)
+            return EX_REFUSED
+        except ConfigurationError as exc:  # e.g. a TLS file that cannot be loaded
+            print(f"orchestral-stream worker: {exc}", file=sys.stderr)
+            return EX_USAGE
     try:
         return asyncio.run(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
         return 130
+    except BrokerSecurityError as exc:
+        print(f"orchestral-stream {args.command}: {exc}", file=sys.stderr)
+        return EX_REFUSED
     except (OrchestralError, OSError, TimeoutError) as exc:
         print(f"orchestral-stream {args.command}: {exc}", file=sys.stderr)
         return 1

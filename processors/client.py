@@ -12,7 +12,6 @@ transactions are never seen.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
 from config.settings import Settings
+from processors.connection import kafka_kwargs, start_client
 from processors.core import ThreadState
 from processors.history import query_history, rolled_back_ids
 from schemas.codec import InputDecoder, make_codec
@@ -66,10 +66,8 @@ class Client:
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.bootstrap_servers, acks="all"
-            )
-            await asyncio.wait_for(producer.start(), self.settings.connect_timeout)
+            producer = AIOKafkaProducer(**kafka_kwargs(self.settings), acks="all")
+            await start_client(producer, self.settings)
             self._producer = producer
         return self._producer
 
@@ -81,7 +79,7 @@ class Client:
         """Follow the store and outcome topics: ("store" | "outcomes", record), forever."""
         names = {self.settings.store_topic: "store", self.settings.outcomes_topic: "outcomes"}
         consumer = self._consumer()
-        await asyncio.wait_for(consumer.start(), self.settings.connect_timeout)
+        await start_client(consumer, self.settings)
         try:
             tps = [tp for name in names for tp in await self._partitions(consumer, name, thread_id)]
             consumer.assign(tps)
@@ -110,7 +108,7 @@ class Client:
         """Every value of `thread_id` in its partition of `topic`, oldest first."""
         key = thread_id.encode()
         consumer = self._consumer()
-        await asyncio.wait_for(consumer.start(), self.settings.connect_timeout)
+        await start_client(consumer, self.settings)
         try:
             tps = await self._partitions(consumer, topic, thread_id)
             if not tps:
@@ -132,7 +130,7 @@ class Client:
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **kafka_kwargs(self.settings),
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
