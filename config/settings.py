@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     outcomes_topic: str = Field("orchestral.outcomes", min_length=1)
     dlq_topic: str = Field("orchestral.dlq", min_length=1)
     codec: Literal["json", "avro"] = Field("json", description="Value codec of every output.")
+    max_output_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Largest record the worker writes (store, outcomes, DLQ, state changelog): "
+        "topics it creates get it as max.message.bytes. An input whose outputs or state would "
+        "be larger is dead-lettered instead.",
+    )
 
     # --- worker ---
     bootstrap_servers: str = Field(

@@ -27,13 +27,18 @@ class TopicSpec:
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     p = settings.partitions
+    # Outputs are bigger than their input (a store record wraps its payload, a DLQ record adds
+    # headers to the raw input): the output topics accept more than the broker's default.
+    large = {"max.message.bytes": str(settings.max_output_bytes)}
     return [
         TopicSpec(settings.events_topic, p, {}),
         # The store is the event store: it is kept forever and replayed.
-        TopicSpec(settings.store_topic, p, {"retention.ms": "-1", "retention.bytes": "-1"}),
-        TopicSpec(settings.outcomes_topic, p, {}),
+        TopicSpec(
+            settings.store_topic, p, {"retention.ms": "-1", "retention.bytes": "-1", **large}
+        ),
+        TopicSpec(settings.outcomes_topic, p, large),
         # Same partition count as the input, so a DLQ record can stay on its partition.
-        TopicSpec(settings.dlq_topic, p, {}),
+        TopicSpec(settings.dlq_topic, p, large),
     ]
 
 

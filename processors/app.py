@@ -56,6 +56,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": max(1.0, settings.session_timeout / 4),
         "broker_commit_interval": settings.commit_interval,
         "producer_linger": 0.005,
+        # Room for the largest output record plus the request's own framing.
+        "producer_max_request_size": settings.max_output_bytes + 64 * 1024,
         "table_standby_replicas": 0,
         # After a crash, local RocksDB may hold writes the changelog lacks (an aborted
         # transaction, an unflushed send): faust calls that inconsistent and crashes. The core
@@ -105,6 +107,7 @@ class Worker:
             key_type=bytes,
             value_type=bytes,
             options={"driver": "rocksdict"},
+            extra_topic_configs={"max.message.bytes": str(settings.max_output_bytes)},
         )
         self.app.agent(self.events, name="process", concurrency=1)(self.process)
         # cast: faust's receiver type is a union mypy cannot match a bound method against.
@@ -143,13 +146,31 @@ class Worker:
         position = Position(message.topic, message.partition, message.offset)
         self.next_offsets[message.tp] = message.offset + 1
         handled = self.handle(message.key, message.value, position)
+        state = None
+        if handled.state is not None and handled.thread_id is not None:
+            state = handled.state.to_bytes()
+        largest = max(
+            [_size(r.key, r.value, r.headers) for r in handled.records] + [len(state or b"")]
+        )
+        if largest > self.settings.max_output_bytes:
+            # The broker would refuse it: dead-letter the input, keep the thread as it was.
+            self.metrics.count("too_large")
+            error = OutputTooLarge(
+                f"an output of this record would be {largest} bytes, over "
+                f"ORCHESTRAL_MAX_OUTPUT_BYTES ({self.settings.max_output_bytes})"
+            )
+            log.error("%s:%s:%s: %s", *_where(position), error)
+            handled, state = (
+                self.handler.dead_letter_internal(message.key, message.value, error, position),
+                None,
+            )
         for record in handled.records:
             await self.produce(
                 record.topic, record.key, record.value, message.partition, record.headers
             )
             self.metrics.count(self._counter_of[record.topic])
-        if handled.state is not None and handled.thread_id is not None:
-            await self.save(handled.thread_id, handled.state, message.partition)
+        if state is not None and handled.thread_id is not None:
+            await self.save(handled.thread_id, state, message.partition)
 
     def forget_positions(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         """After a rebalance this process may have lost the transaction of records it handled:
@@ -219,14 +240,14 @@ class Worker:
         )
         return future
 
-    async def save(self, thread_id: str, state: ThreadState, partition: int) -> None:
+    async def save(self, thread_id: str, value: bytes, partition: int) -> None:
         """Save a thread's state: local RocksDB, and its changelog record, produced like outputs.
 
         Not `table[key] = value`: faust sends that changelog record later from a buffer, and
         its exactly-once commit does not drain that buffer, so the write could land in the next
         transaction while this record's offset commits in this one (a kill then loses it).
         """
-        key, value = thread_id.encode(), state.to_bytes()
+        key = thread_id.encode()
         self.table.data[key] = value
         sent = await self.produce(self.settings.changelog_topic, key, value, partition)
         sent.add_done_callback(self._on_changelog_sent)
@@ -256,6 +277,21 @@ class Worker:
             if highwater is not None:
                 total += max(0, highwater - self.next_offsets.get(tp, highwater))
         return total
+
+
+class OutputTooLarge(Exception):
+    """An output record or thread state larger than the output topics accept."""
+
+
+def _size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> int:
+    """A record's size as the broker counts it, to within its fixed framing."""
+    framing = 128
+    return (
+        framing
+        + len(key or b"")
+        + len(value or b"")
+        + sum(len(k) + len(v) for k, v in headers or ())
+    )
 
 
 def _where(position: Position) -> tuple[str, int, int]:

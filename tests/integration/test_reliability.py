@@ -255,6 +255,21 @@ def test_bad_input_is_dead_lettered_and_valid_input_goes_on(deployment: Deployme
     mixed: list[tuple[bytes | None, bytes | None]] = []
     for good, wrong in zip(valid, bad, strict=True):
         mixed.extend([good, wrong] if rng.random() < 0.5 else [wrong, good])
+    # Near the broker's default maximum (1 MiB): an undecodable one goes to the DLQ unchanged
+    # (its headers make it larger than the input), a valid one is processed (its store record
+    # and its thread state wrap the payload).
+    big_valid = {
+        "type": "user_input",
+        "thread_id": "big",
+        "event_id": "big-1",
+        "timestamp": "2026-11-24T00:00:00Z",
+        "payload": "y" * 1_000_000,
+    }
+    mixed[len(mixed) // 2 : len(mixed) // 2] = [
+        (b"big", b"{" + b" " * 1_040_000),
+        *encode_inputs([big_valid]),
+    ]
+    dead_lettered += 1
     worker = deployment.worker().start()
     settings = deployment.settings
     asyncio.run(produce(deployment.bootstrap, settings.events_topic, mixed))
@@ -264,11 +279,13 @@ def test_bad_input_is_dead_lettered_and_valid_input_goes_on(deployment: Deployme
     result = asyncio.run(check_against_oracle(deployment, timeout=scale(240, 600)))
     dlq = asyncio.run(read_all(deployment.bootstrap, settings.dlq_topic))
     assert len(dlq) == dead_lettered
+    assert any(value == b"{" + b" " * 1_040_000 for _, _, _, value, _ in dlq)
     for _, _, _, _, headers in dlq:
         found = dict(headers)
         assert found["error"], found
         assert found["source_topic"] == settings.events_topic.encode()
     assert worker.alive() and worker.starts == 1, worker.log()[-3000:]
+    assert "Crashed" not in worker.log()  # faust restarts a crashed agent in place: none here
     Report("bad input", "at_least_once", len(mixed), 0, 0, result).emit()
 
 
