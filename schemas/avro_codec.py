@@ -21,6 +21,7 @@ from typing import Any, Final
 from fastavro import schemaless_reader, schemaless_writer
 
 from schemas.errors import DecodeError
+from schemas.json_codec import MAX_DEPTH, check_depth, parse_finite_float, reject_constant
 from schemas.records import EVENT_FIELDS, Command, InteractionRecord, Outcome
 from schemas.resolver import ParsedSchema, SchemaResolver, default_resolver
 
@@ -36,11 +37,11 @@ _FLAT_POLICY_OPTIONS: Final = ("max_parallel", "max_queue_depth")
 _JSON_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_JSON_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_JSON_DECODER: Final = json.JSONDecoder(
+    parse_constant=reject_constant, parse_float=parse_finite_float
+)
+# A JSON field sits inside its record, one level down, as it does in the json codec's records.
+_JSON_FIELD_DEPTH: Final = MAX_DEPTH - 1
 
 
 def _always_present(name: str, fields: tuple[str, ...]) -> frozenset[str]:
@@ -161,6 +162,7 @@ class _Reader:
 def _loads(field: str, text: str, record: dict[str, Any]) -> Any:
     try:
         value = _JSON_DECODER.decode(text)
+        check_depth(value, text, _JSON_FIELD_DEPTH)
         # Escaped lone surrogates parse but cannot be written back as UTF-8: the json codec
         # rejects them too. Only text with a \u escape needs the (slower) check.
         if "\\u" in text:

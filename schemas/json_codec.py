@@ -8,6 +8,7 @@ Field order is the order of the dict: the core builds records in the seed's orde
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -16,11 +17,43 @@ from schemas.errors import DecodeError
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _reject_constant(name: str) -> Any:
+# serde_json's default recursion limit: 127 nested arrays/objects read, the 128th is an error.
+# Python's decoder would go on to ~1000 levels, so deep that writing the outputs overflows the
+# stack; the limit counts the whole value (for a record, the record object is the first level).
+MAX_DEPTH: Final = 127
+
+
+def reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+def parse_finite_float(text: str) -> float:
+    """`1e999` would parse as inf, which no encoder writes; serde_json rejects it too."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:32]}")
+    return value
+
+
+def check_depth(value: Any, text: str, limit: int = MAX_DEPTH) -> None:
+    """ValueError if `value` (decoded from `text`) nests arrays/objects deeper than `limit`."""
+    if text.count("[") + text.count("{") <= limit:
+        return  # cannot be deeper: the common case costs two C-speed counts
+    # Level by level, containers only: no recursion, and scalars are only type-checked.
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(limit):
+        if not level:
+            return
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below.extend([c for c in children if isinstance(c, dict | list)])
+        level = below
+    if level:
+        raise ValueError(f"nested deeper than {limit} levels")
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=reject_constant, parse_float=parse_finite_float)
 
 
 class JsonCodec:
@@ -37,6 +70,7 @@ class JsonCodec:
             raise DecodeError(f"value is not valid UTF-8 (byte {exc.start})") from None
         try:
             value = _DECODER.decode(text)
+            check_depth(value, text)
         except (ValueError, RecursionError) as exc:
             raise DecodeError(f"value is not valid JSON: {exc}") from None
         # Escaped lone surrogates parse in Python but cannot be written back as UTF-8; serde
@@ -46,4 +80,6 @@ class JsonCodec:
                 _ENCODER.encode(value).encode("utf-8")
             except UnicodeEncodeError:
                 raise DecodeError("value has a lone surrogate in a \\u escape") from None
+            except (ValueError, RecursionError) as exc:  # not expected after the checks above
+                raise DecodeError(f"value cannot be written back as JSON: {exc}") from None
         return value
