@@ -10,6 +10,7 @@ from config.settings import Settings
 from processors.admin import BrokerUnreachable, ensure_topics
 
 EXIT_UNREACHABLE = 2
+EXIT_DATA_DIR = 73  # EX_CANTCREAT
 
 
 def run(settings: Settings) -> int:
@@ -17,6 +18,16 @@ def run(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        # faust creates only the last level of its data dir: a fresh clone has no ./var yet.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(
+            f"orchestral-stream worker: cannot create ORCHESTRAL_DATA_DIR {settings.data_dir}: "
+            f"{exc.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_DATA_DIR
     try:
         asyncio.run(ensure_topics(settings))
     except BrokerUnreachable as exc:

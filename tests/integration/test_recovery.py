@@ -57,7 +57,8 @@ def test_empty_data_dir_rebuilds_state_from_the_changelog(
     send(deployment, first)
     asyncio.run(check_against_oracle(deployment))
     worker.stop()
-    deployment.worker(1).start()  # a new data dir: nothing local
+    # A new data dir, nested and not there yet (like ./var/data in a fresh clone): nothing local.
+    deployment.worker(1, data_dir=deployment.tmp / "fresh" / "var" / "data").start()
     send(deployment, second)
     asyncio.run(check_against_oracle(deployment))
 
