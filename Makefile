@@ -42,5 +42,11 @@ format: setup
 bench-core: setup
 	$(BIN)/python -m benchmarks.core_bench
 
+# Everything against a real broker (KAFKA_BOOTSTRAP_SERVERS, else one started for the run);
+# sizes via BENCH_* env vars, see benchmarks/kafka_bench.py. Writes BENCHMARKS.md.
+.PHONY: bench
+bench: setup
+	$(BIN)/python -m benchmarks.kafka_bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
