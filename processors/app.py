@@ -85,6 +85,7 @@ class Worker:
             asyncio.Lock() if settings.processing_guarantee == "exactly_once" else nullcontext()
         )
         self.next_offsets: dict[Any, int] = {}  # per input partition: the next offset to handle
+        self._db: Any = None  # the RocksDB of the partition of the record being handled
         self.app = faust.App(settings.app_id, **faust_settings(settings))
         # Before faust creates its consumer: processors/consumer.py says what it fixes.
         cast(Any, self.app.transport).Consumer = SafeConsumer
@@ -106,7 +107,15 @@ class Worker:
             partitions=settings.partitions,
             key_type=bytes,
             value_type=bytes,
-            options={"driver": "rocksdict"},
+            # faust's defaults (64 MiB memtables x3 and a 2 GiB block cache per partition's
+            # database) are sized for big servers; a worker here holds 8 partitions on 2 cores.
+            options={
+                "driver": "rocksdict",
+                "write_buffer_size": 8 * 2**20,
+                "max_write_buffer_number": 2,
+                "target_file_size_base": 16 * 2**20,
+                "block_cache_size": 16 * 2**20,
+            },
             extra_topic_configs={"max.message.bytes": str(settings.max_output_bytes)},
         )
         self.app.agent(self.events, name="process", concurrency=1)(self.process)
@@ -145,6 +154,9 @@ class Worker:
             return
         position = Position(message.topic, message.partition, message.offset)
         self.next_offsets[message.tp] = message.offset + 1
+        # The partition's own RocksDB, used directly (a thread's key lives in its partition):
+        # faust's table API looks a key up twice, through several layers, per record.
+        self._db = cast(Any, self.table.data)._db_for_partition(message.partition)
         handled = self.handle(message.key, message.value, position)
         state = None
         if handled.state is not None and handled.thread_id is not None:
@@ -164,11 +176,14 @@ class Worker:
                 self.handler.dead_letter_internal(message.key, message.value, error, position),
                 None,
             )
+        counts: dict[str, int] = {}
         for record in handled.records:
             await self.produce(
                 record.topic, record.key, record.value, message.partition, record.headers
             )
-            self.metrics.count(self._counter_of[record.topic])
+            counts[record.topic] = counts.get(record.topic, 0) + 1
+        for topic, n in counts.items():
+            self.metrics.count(self._counter_of[topic], n)
         if state is not None and handled.thread_id is not None:
             await self.save(handled.thread_id, state, message.partition)
 
@@ -207,7 +222,7 @@ class Worker:
         return handled
 
     def load(self, thread_id: str) -> ThreadState | None:
-        data = self.table.get(thread_id.encode())
+        data = self._db.get(thread_id.encode())
         return ThreadState.from_bytes(data) if data is not None else None
 
     def committed(self, position: Position) -> int | None:
@@ -248,7 +263,7 @@ class Worker:
         transaction while this record's offset commits in this one (a kill then loses it).
         """
         key = thread_id.encode()
-        self.table.data[key] = value
+        self._db.put(key, value)
         sent = await self.produce(self.settings.changelog_topic, key, value, partition)
         sent.add_done_callback(self._on_changelog_sent)
 
