@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.markdown import replace_section
 from benchmarks.workload import generate
 from processors.core import Position, ThreadState, apply_in_place, default_settings
 from schemas.avro_codec import AvroCodec
@@ -30,7 +31,6 @@ from schemas.records import Command, Event, parse_input
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "core.json"
-BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 SECTION = "## Core (in process)"
 
 
@@ -149,14 +149,7 @@ def write_section(report: dict[str, Any]) -> None:
             "",
         ]
     )
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS_MD.write_text(text)
+    replace_section(SECTION, section)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from benchmarks.kafka_io import (
     rocksdb_logical_bytes,
     wait_for_records,
 )
+from benchmarks.markdown import replace_section
 from benchmarks.workload import generate
 from processors.broker import KAFKA_VERSION
 from schemas.avro_codec import AvroCodec
@@ -68,7 +69,6 @@ from schemas.json_codec import JsonCodec
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "kafka.json"
-BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 SECTION = "## Kafka (make bench)"
 PAYLOAD_BYTES = 500  # -> about 400 bytes per JSON input record on the workload's mix
 PARTITIONS = 8
@@ -776,14 +776,7 @@ def write_section(report: dict[str, Any]) -> None:
         "",
     ]
     section = "\n".join(lines)
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS_MD.write_text(text)
+    replace_section(SECTION, section)
 
 
 if __name__ == "__main__":

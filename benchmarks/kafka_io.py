@@ -240,18 +240,16 @@ class WorkerProcess:
 
     def peak_rss_bytes(self) -> int | None:
         """VmHWM: the process's peak resident set size so far (Linux)."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            return None
-        return None
+        return self._status_bytes("VmHWM:")
 
     def rss_bytes(self) -> int | None:
+        return self._status_bytes("VmRSS:")
+
+    def _status_bytes(self, field: str) -> int | None:
+        """A size field of /proc/PID/status, in bytes (None once the process is gone)."""
         try:
             for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
         except OSError:
             return None
