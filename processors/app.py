@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from contextlib import nullcontext
 from typing import Any, cast
 
@@ -28,6 +29,7 @@ from processors.handler import Handled, RecordHandler
 from processors.metrics import Metrics
 
 log = logging.getLogger("orchestral.worker")
+EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE
 
 
 def broker_urls(settings: Settings) -> list[str]:
@@ -138,7 +140,17 @@ class Worker:
         self._gate_commits()
         async for event in stream.events():
             async with self.commit_gate:
-                await self.process_one(event)
+                try:
+                    await self.process_one(event)
+                except Exception:
+                    # Not a bad record (those are dead-lettered): the worker itself failed.
+                    # faust would restart the agent and commit past this unacked record, and
+                    # a clean stop from inside the agent waits for the agent. Exit at once
+                    # instead, like a SIGKILL: nothing of this record is committed, and the
+                    # restarted worker reads it again (the replay rule makes that safe).
+                    log.exception("exiting: failed on %s:%s:%s", *_where_event(event))
+                    logging.shutdown()
+                    os._exit(EXIT_INTERNAL_ERROR)
                 event.ack()  # inside the gate: the commit sees this record whole or not at all
 
     async def process_one(self, event: Any) -> None:
@@ -158,24 +170,7 @@ class Worker:
         # faust's table API looks a key up twice, through several layers, per record.
         self._db = cast(Any, self.table.data)._db_for_partition(message.partition)
         handled = self.handle(message.key, message.value, position)
-        state = None
-        if handled.state is not None and handled.thread_id is not None:
-            state = handled.state.to_bytes()
-        largest = max(
-            [_size(r.key, r.value, r.headers) for r in handled.records] + [len(state or b"")]
-        )
-        if largest > self.settings.max_output_bytes:
-            # The broker would refuse it: dead-letter the input, keep the thread as it was.
-            self.metrics.count("too_large")
-            error = OutputTooLarge(
-                f"an output of this record would be {largest} bytes, over "
-                f"ORCHESTRAL_MAX_OUTPUT_BYTES ({self.settings.max_output_bytes})"
-            )
-            log.error("%s:%s:%s: %s", *_where(position), error)
-            handled, state = (
-                self.handler.dead_letter_internal(message.key, message.value, error, position),
-                None,
-            )
+        handled, state = self._within_size_limit(handled, message.key, message.value, position)
         counts: dict[str, int] = {}
         for record in handled.records:
             await self.produce(
@@ -186,6 +181,27 @@ class Worker:
             self.metrics.count(self._counter_of[topic], n)
         if state is not None and handled.thread_id is not None:
             await self.save(handled.thread_id, state, message.partition)
+
+    def _within_size_limit(
+        self, handled: Handled, key: bytes | None, value: bytes | None, position: Position
+    ) -> tuple[Handled, bytes | None]:
+        """The records to produce and the state to save; when one would be larger than the
+        output topics accept, the input is dead-lettered instead and the thread stays as it
+        was (the broker would refuse the record, and the partition would stop on it)."""
+        state = None
+        if handled.state is not None and handled.thread_id is not None:
+            state = handled.state.to_bytes()
+        sizes = [_size(r.key, r.value, r.headers) for r in handled.records]
+        largest = max([*sizes, len(state or b"")])
+        if largest <= self.settings.max_output_bytes:
+            return handled, state
+        self.metrics.count("too_large")
+        error = OutputTooLarge(
+            f"an output of this record would be {largest} bytes, over "
+            f"ORCHESTRAL_MAX_OUTPUT_BYTES ({self.settings.max_output_bytes})"
+        )
+        log.error("%s:%s:%s: %s", *_where(position), error)
+        return self.handler.dead_letter_internal(key, value, error, position), None
 
     def forget_positions(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         """After a rebalance this process may have lost the transaction of records it handled:
@@ -307,6 +323,10 @@ def _size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes
         + len(value or b"")
         + sum(len(k) + len(v) for k, v in headers or ())
     )
+
+
+def _where_event(event: Any) -> tuple[str, int, int]:
+    return event.message.topic, event.message.partition, event.message.offset
 
 
 def _where(position: Position) -> tuple[str, int, int]:

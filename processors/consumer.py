@@ -1,4 +1,4 @@
-"""faust's Kafka consumer, with two defects fixed that lose records or state on recovery.
+"""faust's Kafka consumer, with three defects fixed that lose or duplicate records or state.
 
 1. A seek that lands in the middle of a fetched batch.
 
@@ -53,7 +53,7 @@ log = logging.getLogger("orchestral.worker")
 
 
 class SafeConsumer(Consumer):
-    """faust's aiokafka consumer, without the two recovery defects above."""
+    """faust's aiokafka consumer, without the three defects above."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -15,6 +15,7 @@ COUNTERS = {
     "replayed": "Records re-read after a crash or rebalance, their outputs re-emitted.",
     "redelivered": "Records the consumer delivered twice to this process (skipped).",
     "internal_errors": "Records the worker failed on (sent to the dead-letter topic).",
+    "too_large": "Records whose outputs or state would exceed the max output size (dead-lettered).",
 }
 
 

@@ -301,3 +301,49 @@ async def _produce_oversized(deployment: Deployment) -> None:
         await future
     finally:
         await producer.stop()
+
+
+def test_an_input_whose_outputs_exceed_the_limit_is_dead_lettered(deployment: Deployment) -> None:
+    """Two 600 KB payloads on one thread within a commit interval: the thread's state (it
+    keeps the outputs of uncommitted records for replay) would pass 1 MiB, which the output
+    topics refuse. The second input goes to the DLQ, the thread keeps its state, the
+    partition goes on."""
+    deployment.extra_env.update(
+        {"ORCHESTRAL_MAX_OUTPUT_BYTES": str(1024 * 1024), "ORCHESTRAL_COMMIT_INTERVAL": "60"}
+    )
+    deployment.create_topics()
+    big = [
+        {
+            "type": "user_input",
+            "thread_id": "big",
+            "event_id": f"big-{n}",
+            "timestamp": f"2026-11-24T00:00:0{n}Z",
+            "payload": "y" * 600_000,
+        }
+        for n in (1, 2)
+    ]
+    after = {"type": "user_input", "thread_id": "big", "event_id": "small", "payload": "hi"}
+    after["timestamp"] = "2026-11-24T00:00:03Z"
+    worker = deployment.worker().start()
+    settings = deployment.settings
+    asyncio.run(produce(deployment.bootstrap, settings.events_topic, encode_inputs([*big, after])))
+    deadline = time.monotonic() + 120
+    outcomes: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        outcomes = [
+            json.loads(value or b"null")
+            for _, _, _, value, _ in asyncio.run(
+                read_all(deployment.bootstrap, settings.outcomes_topic)
+            )
+        ]
+        if any(o.get("source_event_id") == "small" for o in outcomes):
+            break
+        time.sleep(1)
+    answered = {o["source_event_id"]: o["status"] for o in outcomes if o["type"] == "outcome"}
+    assert answered == {"big-1": "started", "small": "started"}, answered
+    dlq = asyncio.run(read_all(deployment.bootstrap, settings.dlq_topic))
+    assert len(dlq) == 1
+    _, _, key, value, headers = dlq[0]
+    assert (key, value) == encode_inputs([big[1]])[0]  # the raw input, unchanged
+    assert b"OutputTooLarge" in dict(headers)["error"]
+    assert worker.alive() and "Crashed" not in worker.log()
