@@ -162,7 +162,6 @@ def test_lost_worker_state_moves_to_the_other(deployment: Deployment, guarantee:
     feeder.finish()
     result = compare_with_oracle(deployment, guarantee, timeout=scale(240, 600))
     assert second.alive() and second.starts == 1
-    assert re.search(r"progress: records in", second.log())
     Report("worker lost, partitions moved", guarantee, len(records), 1, 0, result).emit()
 
 
