@@ -29,6 +29,7 @@ from schemas.records import (
     parse_input,
 )
 from schemas.resolver import LocalSchemaResolver, load_schemas, schema_id
+from tests.unit.strategies import byte_edits, mutate
 
 AVRO = AvroCodec()
 JSON = JsonCodec()
@@ -532,36 +533,12 @@ def test_arbitrary_bodies_decode_or_raise_decode_error(name: str, body: bytes) -
     _decode_or_decode_error(_frame(name, body))
 
 
-_EDITS = st.lists(
-    st.tuples(
-        st.sampled_from(["set", "insert", "delete"]),
-        st.integers(0, 10_000),
-        st.binary(min_size=1, max_size=4),
-    ),
-    min_size=1,
-    max_size=4,
-)
-
-
-def _mutate(data: bytes, edits: list[tuple[str, int, bytes]], cut: int | None) -> bytes:
-    out = bytearray(data)
-    for op, at, value in edits:
-        at %= len(out) + 1
-        if op == "set":
-            out[at : at + len(value)] = value
-        elif op == "insert":
-            out[at:at] = value
-        else:
-            del out[at : at + len(value)]
-    return bytes(out if cut is None else out[:cut])
-
-
 @settings(max_examples=1000)
-@given(st.sampled_from(ENCODED), _EDITS, st.none() | st.integers(0, 600))
+@given(st.sampled_from(ENCODED), byte_edits(min_size=1), st.none() | st.integers(0, 600))
 def test_mutated_encodings_decode_or_raise_decode_error(
     data: bytes, edits: list[tuple[str, int, bytes]], cut: int | None
 ) -> None:
-    _decode_or_decode_error(_mutate(data, edits, cut))
+    _decode_or_decode_error(mutate(data, edits, cut))
 
 
 _JSON_VALUES = st.recursive(

@@ -54,7 +54,7 @@ from schemas.errors import DecodeError
 from schemas.json_codec import MAX_DEPTH, JsonCodec
 from schemas.records import INPUT_TYPES, INTERACTION_COMMANDS, Command, Event, parse_input
 from schemas.resolver import default_resolver
-from tests.unit.strategies import make_settings
+from tests.unit.strategies import byte_edits, make_settings, mutate
 
 # --- profiles -------------------------------------------------------------------------------
 
@@ -318,27 +318,7 @@ def wrong_json(draw: st.DrawFn) -> bytes:
 
 # --- strategies: wrong Avro -----------------------------------------------------------------
 
-EDITS: Final = st.lists(
-    st.tuples(
-        st.sampled_from(["set", "insert", "delete"]),
-        st.integers(0, 10_000),
-        st.binary(min_size=1, max_size=4),
-    ),
-    max_size=4,
-)
-
-
-def mutate(data: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
-    out = bytearray(data)
-    for op, at, value in edits:
-        at %= len(out) + 1
-        if op == "set":
-            out[at : at + len(value)] = value
-        elif op == "insert":
-            out[at:at] = value
-        else:
-            del out[at : at + len(value)]
-    return bytes(out)
+EDITS: Final = byte_edits()
 
 
 @st.composite
