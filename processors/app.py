@@ -23,13 +23,13 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import THREAD_TABLE, Settings
+from processors import exit_codes
 from processors.consumer import SafeConsumer
 from processors.core import Position, ThreadState
 from processors.handler import Handled, RecordHandler
 from processors.metrics import Metrics
 
 log = logging.getLogger("orchestral.worker")
-EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE
 
 
 def broker_urls(settings: Settings) -> list[str]:
@@ -150,7 +150,7 @@ class Worker:
                     # restarted worker reads it again (the replay rule makes that safe).
                     log.exception("exiting: failed on %s:%s:%s", *_where_event(event))
                     logging.shutdown()
-                    os._exit(EXIT_INTERNAL_ERROR)
+                    os._exit(exit_codes.INTERNAL_ERROR)
                 event.ack()  # inside the gate: the commit sees this record whole or not at all
 
     async def process_one(self, event: Any) -> None:

@@ -13,12 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from config.settings import Settings, load_settings
+from processors import exit_codes
 from schemas.errors import BrokerSecurityError, ConfigurationError, OrchestralError
-
-EX_USAGE = 64
-# The cluster refused our SASL credentials or the TLS handshake: retrying cannot help. (An
-# unreachable cluster is exit 2, from processors.worker.)
-EX_REFUSED = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except ConfigurationError as exc:
         print(f"orchestral-stream: {exc}", file=sys.stderr)
-        return EX_USAGE
+        return exit_codes.USAGE
     if args.command in ("worker", "run"):
         from processors import worker
 
@@ -41,21 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"orchestral-stream run: {problem}", file=sys.stderr)
                 return 1
             print(FIRST_STEPS, flush=True)
-        try:
-            return worker.run(settings)
-        except BrokerSecurityError as exc:  # the cluster refused our credentials or TLS
-            print(f"orchestral-stream worker: {exc}", file=sys.stderr)
-            return EX_REFUSED
-        except ConfigurationError as exc:  # e.g. a TLS file that cannot be loaded
-            print(f"orchestral-stream worker: {exc}", file=sys.stderr)
-            return EX_USAGE
+        return worker.run(settings)
     try:
         return asyncio.run(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
         return 130
     except BrokerSecurityError as exc:
         print(f"orchestral-stream {args.command}: {exc}", file=sys.stderr)
-        return EX_REFUSED
+        return exit_codes.REFUSED
     except (OrchestralError, OSError, TimeoutError) as exc:
         print(f"orchestral-stream {args.command}: {exc}", file=sys.stderr)
         return 1

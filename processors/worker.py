@@ -7,10 +7,9 @@ import logging
 import sys
 
 from config.settings import Settings
-from processors.admin import BrokerUnreachable, ensure_topics
-
-EXIT_UNREACHABLE = 2
-EXIT_DATA_DIR = 73  # EX_CANTCREAT
+from processors import exit_codes
+from processors.admin import ensure_topics
+from schemas.errors import BrokerSecurityError, BrokerUnreachable, ConfigurationError
 
 
 def run(settings: Settings) -> int:
@@ -27,12 +26,18 @@ def run(settings: Settings) -> int:
             f"{exc.strerror}",
             file=sys.stderr,
         )
-        return EXIT_DATA_DIR
+        return exit_codes.CANNOT_CREATE
     try:
         asyncio.run(ensure_topics(settings))
     except BrokerUnreachable as exc:
         print(f"orchestral-stream worker: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return exit_codes.UNREACHABLE
+    except BrokerSecurityError as exc:  # waiting cannot fix refused credentials or TLS
+        print(f"orchestral-stream worker: {exc}", file=sys.stderr)
+        return exit_codes.REFUSED
+    except ConfigurationError as exc:  # e.g. a TLS file that cannot be loaded
+        print(f"orchestral-stream worker: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
     # asyncio.run closed its loop; faust takes the current one.
     asyncio.set_event_loop(asyncio.new_event_loop())
     import faust  # imported late: it is slow to import and needs the loop set

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 USER = "orchestral"
 PASSWORD = f"pw-{uuid.uuid4().hex}"  # distinctive, so a leak anywhere is found by a search
 WRONG_PASSWORD = f"wrong-{uuid.uuid4().hex}"
-EXIT_REFUSED = 3  # processors.cli.EX_REFUSED
+EXIT_REFUSED = 3  # processors.exit_codes.REFUSED
 
 
 @dataclass(frozen=True)
