@@ -12,6 +12,8 @@ Measured, in this order (each worker is `python -m processors.cli worker`, its o
 2. the raw pipe: an aiokafka consumer + producer (acks=all, linger 5 ms: the worker's settings)
    forwarding every input record to an output topic on the same partition, committing every
    second; no decoding, no state, no policy: the limit for a Python Kafka client here;
+2b. a faust agent that acks every record and does nothing else (benchmarks/faust_agent.py): what
+   faust's own per-record path costs, the ceiling of any worker built on a faust agent;
 3. worker throughput, at-least-once and exactly-once, per codec, from a pre-filled input topic
    (first record handled -> last record handled, from the worker's own metrics), median of
    `--repeats`, and its ratio to the raw pipe's median;
@@ -36,6 +38,8 @@ import platform
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -138,6 +142,23 @@ async def raw_pipe(bootstrap: str, source: str, sink: str, expected: int, group:
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+def faust_agent_rate(bootstrap: str, topic: str, expected: int, data_dir: Path) -> float:
+    """records/s of a faust agent that only acks (benchmarks/faust_agent.py), its own process."""
+    command = [sys.executable, "-m", "benchmarks.faust_agent", "--bootstrap", bootstrap]
+    command += ["--topic", topic, "--records", str(expected), "--data-dir", str(data_dir)]
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=900,
+        check=False,
+    )
+    for line in reversed(done.stdout.decode(errors="replace").splitlines()):
+        if line.startswith('{"rate"'):
+            return float(json.loads(line)["rate"])
+    raise RuntimeError(f"faust agent baseline failed ({done.returncode}): {done.stderr[-2000:]!r}")
 
 
 # --- worker runs --------------------------------------------------------------------------------
@@ -343,7 +364,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--skip",
         default=env_default("BENCH_SKIP", ""),
-        help="comma-separated: core,raw,throughput,eos,latency,recovery,scaling",
+        help="comma-separated: core,raw,faust,throughput,eos,latency,recovery,scaling",
     )
     p.add_argument(
         "--eos-recovery",
@@ -442,6 +463,21 @@ def measure(
             report["raw_pipe"][codec] = {
                 "runs": [round(r) for r in rates],
                 "median": round(raw[codec]),
+            }
+
+    if "faust" not in skip:
+        report["faust_agent"] = {}
+        for codec in codecs:
+            rates = [
+                faust_agent_rate(bootstrap, inputs[codec], n, tmp / f"faust-{codec}-{i}")
+                for i in range(args.repeats)
+            ]
+            log(f"faust agent, ack only, {codec}: {', '.join(f'{r:,.0f}' for r in rates)}/s")
+            median = statistics.median(rates)
+            report["faust_agent"][codec] = {
+                "runs": [round(r) for r in rates],
+                "median": round(median),
+                "ratio_to_raw": round(median / raw[codec], 3) if codec in raw else None,
             }
 
     alo_json: float | None = None
@@ -670,6 +706,19 @@ def write_section(report: dict[str, Any]) -> None:
             + " | ".join(_fmt(raw.get(c, {}).get("median")) for c in w["codecs"])
             + " | |"
         )
+        agent = report.get("faust_agent", {})
+        if agent:
+            cells = [
+                f"{e['median']:,} ({_fmt(e.get('ratio_to_raw'), '.1%')})"
+                if (e := agent.get(c))
+                else "n/a"
+                for c in w["codecs"]
+            ]
+            lines.append(
+                "| faust agent that only acks (ratio to raw): the ceiling of a faust worker | "
+                + " | ".join(cells)
+                + " | |"
+            )
         for g, target in (("at_least_once", "alo_ratio"), ("exactly_once", "eos_ratio")):
             cells = []
             oks = []

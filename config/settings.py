@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         description="Consumer group session timeout (s): how fast a dead worker is noticed.",
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
+    batch_max_records: int = Field(
+        500,
+        ge=1,
+        description="Most input records handled together: their outputs go to the producer as "
+        "one batch per partition. A batch is what has arrived, so at low load it is one record.",
+    )
     log_level: str = Field("info", description="Worker log level.")
     connect_timeout: float = Field(30.0, gt=0, description="Seconds to reach the broker at start.")
     progress_interval: float = Field(10.0, gt=0, description="Seconds between progress lines.")

@@ -2,10 +2,13 @@
 
 The agent is a thin loop around `RecordHandler` (processors/handler.py). Correctness does not
 rest on faust's delivery features (see README, "Operating guarantees"):
-- one agent, concurrency 1: one record at a time, in partition order (faust #606 makes
-  concurrency > 1 commit past in-flight records);
-- the thread state saved per record carries the outputs of records not yet committed, so a
-  record re-read after a crash re-emits exactly what it produced (the core's replay rule);
+- one agent, concurrency 1: records are handled one after the other, in partition order (faust
+  #606 makes concurrency > 1 commit past in-flight records). They arrive in batches of what has
+  been fetched (processors/batches.py): a batch's outputs are queued as one producer batch per
+  partition (processors/outputs.py) and its threads' states saved once, all before any of its
+  records is acked;
+- the thread state saved carries the outputs of records not yet committed, so a record re-read
+  after a crash re-emits exactly what it produced (the core's replay rule);
 - at-least-once: faust flushes the producer (outputs and changelog) before committing offsets.
 """
 
@@ -14,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -24,10 +29,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import THREAD_TABLE, Settings
 from processors import exit_codes
+from processors.batches import is_stale, ready_batches
 from processors.consumer import SafeConsumer
 from processors.core import Position, ThreadState
 from processors.handler import Handled, RecordHandler
 from processors.metrics import Metrics
+from processors.outputs import OutputBatch, Queued, Target
 
 log = logging.getLogger("orchestral.worker")
 
@@ -87,7 +94,6 @@ class Worker:
             asyncio.Lock() if settings.processing_guarantee == "exactly_once" else nullcontext()
         )
         self.next_offsets: dict[Any, int] = {}  # per input partition: the next offset to handle
-        self._db: Any = None  # the RocksDB of the partition of the record being handled
         self.app = faust.App(settings.app_id, **faust_settings(settings))
         # Before faust creates its consumer: processors/consumer.py says what it fixes.
         cast(Any, self.app.transport).Consumer = SafeConsumer
@@ -138,49 +144,77 @@ class Worker:
 
     async def process(self, stream: Any) -> None:
         self._gate_commits()
-        async for event in stream.events():
+        async for events in ready_batches(stream, self.settings.batch_max_records):
             async with self.commit_gate:
                 try:
-                    await self.process_one(event)
+                    handled = await self.process_batch(events)
                 except Exception:
                     # Not a bad record (those are dead-lettered): the worker itself failed.
-                    # faust would restart the agent and commit past this unacked record, and
+                    # faust would restart the agent and commit past these unacked records, and
                     # a clean stop from inside the agent waits for the agent. Exit at once
-                    # instead, like a SIGKILL: nothing of this record is committed, and the
+                    # instead, like a SIGKILL: nothing of this batch is committed, and the
                     # restarted worker reads it again (the replay rule makes that safe).
-                    log.exception("exiting: failed on %s:%s:%s", *_where_event(event))
-                    logging.shutdown()
-                    os._exit(exit_codes.INTERNAL_ERROR)
-                event.ack()  # inside the gate: the commit sees this record whole or not at all
+                    log.exception("exiting: failed on %s:%s:%s", *_where_event(events[0]))
+                    _exit(exit_codes.INTERNAL_ERROR)
+                for event in handled:  # inside the gate: a commit sees a batch whole or not at all
+                    event.ack()
 
-    async def process_one(self, event: Any) -> None:
-        """Hand everything a record produces to the producer before the record is acked, so
-        it is flushed (at-least-once) or in the same transaction (exactly-once) as the commit
-        of its offset."""
-        message = event.message
+    async def process_batch(self, events: list[Any]) -> list[Any]:
+        """Handle a batch of records in order and hand everything they produce to the producer
+        before any of them is acked, so it is flushed (at-least-once) or in the same transaction
+        (exactly-once) as the commit of their offsets. Returns the events to ack."""
+        out = OutputBatch(self._target_for)
+        # The states the batch wrote, by (partition, key): read back by its later records, and
+        # saved once per thread at the end (local RocksDB and one changelog record).
+        states: dict[tuple[int, bytes], bytes] = {}
+        handled = []
+        for event in events:
+            if is_stale(self.app, event):
+                continue  # read again after the rebalance's seek; not acked
+            handled.append(event)
+            self.process_one(event.message, out, states)
+        for (partition, key), value in states.items():
+            self._db_of(partition).put(key, value)
+            out.add(self.settings.changelog_topic, partition, key, value)
+        for queued in await out.send():
+            queued.future.add_done_callback(partial(self._on_sent, queued))
+        return handled
+
+    def process_one(
+        self, message: Any, out: OutputBatch, states: dict[tuple[int, bytes], bytes]
+    ) -> None:
         if message.offset < self.next_offsets.get(message.tp, -1):
             # Delivered again within one assignment (faust's fetcher can hand out a record it
             # already gave, around recovery): this process already produced its outputs, maybe
             # committed them. Re-emitting would duplicate them even under exactly-once.
             self.metrics.count("redelivered")
             return
-        position = Position(message.topic, message.partition, message.offset)
+        partition = message.partition
+        position = Position(message.topic, partition, message.offset)
         self.next_offsets[message.tp] = message.offset + 1
-        # The partition's own RocksDB, used directly (a thread's key lives in its partition):
-        # faust's table API looks a key up twice, through several layers, per record.
-        self._db = cast(Any, self.table.data)._db_for_partition(message.partition)
-        handled = self.handle(message.key, message.value, position)
+
+        def load(thread_id: str) -> ThreadState | None:
+            key = thread_id.encode()
+            data = states.get((partition, key))
+            if data is None:
+                data = self._db_of(partition).get(key)
+            return ThreadState.from_bytes(data) if data is not None else None
+
+        handled = self.handle(message.key, message.value, position, load)
         handled, state = self._within_size_limit(handled, message.key, message.value, position)
         counts: dict[str, int] = {}
         for record in handled.records:
-            await self.produce(
-                record.topic, record.key, record.value, message.partition, record.headers
-            )
+            out.add(record.topic, partition, record.key, record.value, record.headers)
             counts[record.topic] = counts.get(record.topic, 0) + 1
         for topic, n in counts.items():
             self.metrics.count(self._counter_of[topic], n)
         if state is not None and handled.thread_id is not None:
-            await self.save(handled.thread_id, state, message.partition)
+            states[(partition, handled.thread_id.encode())] = state
+
+    def _db_of(self, partition: int) -> Any:
+        """The partition's own RocksDB, used directly (a thread's key lives in its partition):
+        faust's table API looks a key up twice, through several layers, per record."""
+        return cast(Any, self.table.data)._db_for_partition(partition)
 
     def _within_size_limit(
         self, handled: Handled, key: bytes | None, value: bytes | None, position: Position
@@ -223,11 +257,17 @@ class Worker:
         consumer.force_commit = gated_commit
         consumer._orchestral_gated = True
 
-    def handle(self, key: bytes | None, value: bytes | None, position: Position) -> Handled:
+    def handle(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        position: Position,
+        load: Callable[[str], ThreadState | None],
+    ) -> Handled:
         self.metrics.count("records_in")
         try:
             handled = self.handler.handle(
-                key, value, position, self.load, committed_offset=self.committed(position)
+                key, value, position, load, committed_offset=self.committed(position)
             )
         except Exception as exc:  # a bug must not stop the partition: dead-letter, go on
             log.exception("internal error on %s:%s:%s", *_where(position))
@@ -237,63 +277,60 @@ class Worker:
             self.metrics.count("replayed")
         return handled
 
-    def load(self, thread_id: str) -> ThreadState | None:
-        data = self._db.get(thread_id.encode())
-        return ThreadState.from_bytes(data) if data is not None else None
-
     def committed(self, position: Position) -> int | None:
         """The partition's committed offset as faust last committed it (a lower bound)."""
         committed = getattr(self.app.consumer, "_committed_offset", {})
         value = committed.get(TopicPartition(position.topic, position.partition))
         return value if isinstance(value, int) else None
 
-    async def produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[Any]:
-        """Hand one record to the producer, on the input's partition: the key hashes there too
-        (equal partition counts), and a DLQ record stays beside the records read with it.
+    def _target_for(self, partition: int) -> Target:
+        """The producer for the outputs of an input partition's records.
 
-        Under exactly-once it goes in the transaction of that input partition. faust would pick
-        the transaction from the *consumer's* metadata, which knows only subscribed topics, so a
+        Under exactly-once: the transaction of that input partition. faust would pick the
+        transaction from the *consumer's* metadata, which knows only subscribed topics, so a
         plain `topic.send` to our output topics would silently leave the transaction.
         """
-        transactional_id = None
-        if self.app.in_transaction:
-            group = self.app.assignor.group_for_topic(self.settings.events_topic)
-            transactional_id = f"{self.app.conf.id}-{group}-{partition}"
-        future: asyncio.Future[Any] = await self.app.producer.send(  # type: ignore[assignment]
-            topic, key, value, partition, None, headers, transactional_id=transactional_id
-        )
-        return future
+        producer: Any = self.app.producer  # faust's aiokafka driver: its producers are ours
+        if not self.app.in_transaction:
+            return producer._ensure_producer(), nullcontext()
+        group = self.app.assignor.group_for_topic(self.settings.events_topic)
+        transactional_id = f"{self.app.conf.id}-{group}-{partition}"
+        transactional = producer._transaction_producers.get(transactional_id)
+        if transactional is None:
+            raise RuntimeError(f"no open transaction for input partition {partition}")
+        return transactional, producer._trn_locks[transactional_id]
 
-    async def save(self, thread_id: str, value: bytes, partition: int) -> None:
-        """Save a thread's state: local RocksDB, and its changelog record, produced like outputs.
+    def _on_sent(self, queued: Queued, future: asyncio.Future[Any]) -> None:
+        """A batch of outputs delivered, or not.
 
-        Not `table[key] = value`: faust sends that changelog record later from a buffer, and
-        its exactly-once commit does not drain that buffer, so the write could land in the next
-        transaction while this record's offset commits in this one (a kill then loses it).
+        Not delivered (the producer gave up): exit before the offsets of its records can be
+        committed. This callback runs before the commit's flush, which waits on the same batch,
+        resumes; the restarted worker reads the records again.
+
+        A changelog batch delivered: record the changelog offset the local store now has, as
+        faust's own callback does (restore starts after it).
         """
-        key = thread_id.encode()
-        self._db.put(key, value)
-        sent = await self.produce(self.settings.changelog_topic, key, value, partition)
-        sent.add_done_callback(self._on_changelog_sent)
-
-    def _on_changelog_sent(self, future: asyncio.Future[Any]) -> None:
-        """What faust's own callback does: record the changelog offset the local store has."""
-        if future.cancelled() or future.exception() is not None:
-            return  # the commit fails too, and the record is processed again
-        metadata = future.result()
-        tp = TP(metadata.topic, metadata.partition)
+        if future.cancelled():
+            return  # the producer stopped (shutdown): nothing is committed after it
+        error = future.exception()
+        if error is not None:
+            log.error(
+                "exiting: %s record(s) to %s[%s] not delivered: %r",
+                queued.count,
+                queued.topic,
+                queued.partition,
+                error,
+            )
+            _exit(exit_codes.INTERNAL_ERROR)
+        if queued.topic != self.settings.changelog_topic:
+            return
+        tp = TP(queued.topic, queued.partition)
+        last = future.result().offset + queued.count - 1
         store: Any = self.table.data  # a faust Store; typed as a plain mapping
         if self.app.in_transaction:  # persisted only once the transaction commits
-            self.app.tables.persist_offset_on_commit(store, tp, metadata.offset)
+            self.app.tables.persist_offset_on_commit(store, tp, last)
         else:
-            store.set_persisted_offset(tp, metadata.offset)
+            store.set_persisted_offset(tp, last)
 
     async def report_progress(self) -> None:
         self.metrics.set_lag(self.lag())
@@ -323,6 +360,11 @@ def _size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes
         + len(value or b"")
         + sum(len(k) + len(v) for k, v in headers or ())
     )
+
+
+def _exit(code: int) -> None:
+    logging.shutdown()
+    os._exit(code)
 
 
 def _where_event(event: Any) -> tuple[str, int, int]:
