@@ -94,6 +94,8 @@ class Worker:
             asyncio.Lock() if settings.processing_guarantee == "exactly_once" else nullcontext()
         )
         self.next_offsets: dict[Any, int] = {}  # per input partition: the next offset to handle
+        # Under exactly-once: changelog partition -> last offset delivered since the last commit.
+        self._delivered_changelog: dict[TP, int] = {}
         self.app = faust.App(settings.app_id, **faust_settings(settings))
         # Before faust creates its consumer: processors/consumer.py says what it fixes.
         cast(Any, self.app.transport).Consumer = SafeConsumer
@@ -252,10 +254,31 @@ class Worker:
 
         async def gated_commit(*args: Any, **kwargs: Any) -> Any:
             async with gate:
-                return await commit(*args, **kwargs)
+                committed = await commit(*args, **kwargs)
+                self._persist_changelog_offsets(bool(committed))
+                return committed
 
         consumer.force_commit = gated_commit
         consumer._orchestral_gated = True
+
+    def _persist_changelog_offsets(self, committed: bool) -> None:
+        """Under exactly-once: record, once their transaction committed, the changelog offsets
+        the local store has, so a restart restores only the changelog after them.
+
+        faust means to do this (`persist_offset_on_commit`) but looks its pending offsets up by
+        the committed *input* partitions, while they are keyed by changelog partitions: they
+        are never written, and every restart re-read the whole changelog (38.9 s for 100,000
+        threads, against 1.9 s at-least-once). The gate makes this exact: no batch is sent
+        while a commit runs, and a commit waits for every batch sent before it to be delivered,
+        so the batches delivered since the last commit are all in the one it just committed.
+        A failed commit aborts them: their offsets are dropped, not recorded.
+        """
+        delivered, self._delivered_changelog = self._delivered_changelog, {}
+        if not committed:
+            return
+        store: Any = self.table.data  # a faust Store; typed as a plain mapping
+        for tp, offset in delivered.items():
+            store.set_persisted_offset(tp, offset)
 
     def handle(
         self,
@@ -326,10 +349,10 @@ class Worker:
             return
         tp = TP(queued.topic, queued.partition)
         last = future.result().offset + queued.count - 1
-        store: Any = self.table.data  # a faust Store; typed as a plain mapping
-        if self.app.in_transaction:  # persisted only once the transaction commits
-            self.app.tables.persist_offset_on_commit(store, tp, last)
+        if self.app.in_transaction:  # recorded once the transaction commits
+            self._delivered_changelog[tp] = max(last, self._delivered_changelog.get(tp, last))
         else:
+            store: Any = self.table.data  # a faust Store; typed as a plain mapping
             store.set_persisted_offset(tp, last)
 
     async def report_progress(self) -> None:

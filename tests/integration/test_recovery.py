@@ -36,7 +36,9 @@ def batches(
     return records[:n], records[n:]
 
 
-def test_clean_restart_keeps_local_state(deployment: Deployment) -> None:
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_clean_restart_keeps_local_state(deployment: Deployment, guarantee: str) -> None:
+    deployment.extra_env["ORCHESTRAL_PROCESSING_GUARANTEE"] = guarantee
     first, second = batches(300, 20, seed=11)
     worker = deployment.worker().start()
     send(deployment, first)
