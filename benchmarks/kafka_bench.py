@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             "latency_seconds": args.latency_seconds,
         },
         "targets": TARGETS,
+        "load_average": {"before": round(os.getloadavg()[0], 2)},
     }
     if "core" not in skip:
         log("core, in process")
@@ -819,8 +820,9 @@ def write_section(report: dict[str, Any]) -> None:
         ]
     m, v = report["machine"], report["versions"]
     lines += [
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; shared with other jobs "
-        "during the run, so absolute numbers are noisy and the ratios are the figures to read.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; 1-minute load average "
+        f"{report.get('load_average', {}).get('before', '?')} before the run (other jobs may "
+        "share the machine: absolute numbers are noisy, the ratios are the figures to read).",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         "",
     ]
