@@ -272,13 +272,19 @@ class Worker:
         while a commit runs, and a commit waits for every batch sent before it to be delivered,
         so the batches delivered since the last commit are all in the one it just committed.
         A failed commit aborts them: their offsets are dropped, not recorded.
+
+        The offset recorded is the commit marker's, right after the transaction's last record in
+        the partition (its only writer is the input partition's transactional producer; a zombie
+        is fenced). faust's restore aims at the offset before the end, which under read_committed
+        is that marker: it is never delivered, and recorded as the last record faust waited two
+        empty 5-second polls for it on every restart.
         """
         delivered, self._delivered_changelog = self._delivered_changelog, {}
         if not committed:
             return
         store: Any = self.table.data  # a faust Store; typed as a plain mapping
-        for tp, offset in delivered.items():
-            store.set_persisted_offset(tp, offset)
+        for tp, last in delivered.items():
+            store.set_persisted_offset(tp, last + 1)
 
     def handle(
         self,
