@@ -1,11 +1,12 @@
 """Second baseline: a faust agent that acks every record and does nothing else.
 
-    python -m benchmarks.faust_agent --bootstrap HOST:PORT --topic T --records N --data-dir D
+    python -m benchmarks.faust_agent --bootstrap HOST:PORT --topic T --records N --data-dir D \
+        --result FILE
 
 One agent, concurrency 1, the worker's consumer settings, raw bytes, no table, no output. It
 measures what faust itself costs per record on this machine: the ceiling of any worker built on
-a faust agent, below the raw aiokafka pipe. Prints one JSON line: {"rate": records/s}, from the
-first record to the N-th (in process, so start-up is not counted).
+a faust agent, below the raw aiokafka pipe. Writes {"rate": records/s} to FILE (faust takes
+over stdout), from the first record to the N-th (in process, so start-up is not counted).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--topic", required=True)
     p.add_argument("--records", type=int, required=True)
     p.add_argument("--data-dir", required=True)
+    p.add_argument("--result", required=True)
     args = p.parse_args(argv)
     app = faust.App(
         f"{args.topic}-faust-agent-{os.getpid()}",
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
                 seen["first"] = time.monotonic()
             if seen["count"] >= args.records:
                 rate = (args.records - 1) / max(1e-9, time.monotonic() - seen["first"])
-                print(json.dumps({"rate": round(rate)}), flush=True)
+                with open(args.result, "w") as result:
+                    json.dump({"rate": round(rate)}, result)
                 logging.shutdown()
                 os._exit(0)
 

@@ -146,19 +146,22 @@ async def raw_pipe(bootstrap: str, source: str, sink: str, expected: int, group:
 
 def faust_agent_rate(bootstrap: str, topic: str, expected: int, data_dir: Path) -> float:
     """records/s of a faust agent that only acks (benchmarks/faust_agent.py), its own process."""
+    result = data_dir / "result.json"
+    data_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "benchmarks.faust_agent", "--bootstrap", bootstrap]
     command += ["--topic", topic, "--records", str(expected), "--data-dir", str(data_dir)]
     done = subprocess.run(
-        command,
+        [*command, "--result", str(result)],
         cwd=ROOT,
         capture_output=True,
         timeout=900,
         check=False,
     )
-    for line in reversed(done.stdout.decode(errors="replace").splitlines()):
-        if line.startswith('{"rate"'):
-            return float(json.loads(line)["rate"])
-    raise RuntimeError(f"faust agent baseline failed ({done.returncode}): {done.stderr[-2000:]!r}")
+    if not result.exists():
+        raise RuntimeError(
+            f"faust agent baseline failed ({done.returncode}): {done.stderr[-2000:]!r}"
+        )
+    return float(json.loads(result.read_text())["rate"])
 
 
 # --- worker runs --------------------------------------------------------------------------------

@@ -167,7 +167,10 @@ class Worker:
         (exactly-once) as the commit of their offsets. Returns the events to ack."""
         out = OutputBatch(self._target_for)
         # The states the batch wrote, by (partition, key): read back by its later records, and
-        # saved once per thread at the end (local RocksDB and one changelog record).
+        # saved once per thread at the end (local RocksDB and one changelog record, produced
+        # like the outputs). Not `table[key] = value`: faust sends that changelog record later
+        # from a buffer its exactly-once commit does not drain, so the write could land in the
+        # next transaction while these offsets commit in this one (a kill then loses it).
         states: dict[tuple[int, bytes], bytes] = {}
         handled = []
         for event in events:
@@ -206,6 +209,8 @@ class Worker:
         handled, state = self._within_size_limit(handled, message.key, message.value, position)
         counts: dict[str, int] = {}
         for record in handled.records:
+            # On the input's partition: the key hashes there too (equal partition counts), and
+            # a DLQ record stays beside the records read with it.
             out.add(record.topic, partition, record.key, record.value, record.headers)
             counts[record.topic] = counts.get(record.topic, 0) + 1
         for topic, n in counts.items():
