@@ -29,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import THREAD_TABLE, Settings
 from processors import exit_codes
-from processors.batches import is_stale, ready_batches
+from processors.batches import drop_if_stale, ready_batches
 from processors.consumer import SafeConsumer
 from processors.core import Position, ThreadState
 from processors.handler import Handled, RecordHandler
@@ -174,7 +174,7 @@ class Worker:
         states: dict[tuple[int, bytes], bytes] = {}
         handled = []
         for event in events:
-            if is_stale(self.app, event):
+            if drop_if_stale(self.app, event):
                 continue  # read again after the rebalance's seek; not acked
             handled.append(event)
             self.process_one(event.message, out, states)

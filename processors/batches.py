@@ -12,7 +12,7 @@ load (nothing added to latency), up to `max_size` under load. A full buffer stop
 until the agent takes it (back-pressure).
 
 Events are not acked here: the agent acks an event once everything it produced is handed to the
-producer. Events still buffered at a rebalance are the agent's to drop (`is_stale`).
+producer. Events still buffered at a rebalance are the agent's to drop (`drop_if_stale`).
 """
 
 from __future__ import annotations
@@ -77,11 +77,19 @@ async def _let_arrive(buffer: list[Any], max_size: int, quiet_rounds: int = 3) -
         quiet = quiet + 1 if len(buffer) == size else 0
 
 
-def is_stale(app: AppT, event: EventT[Any]) -> bool:
-    """An event read before a rebalance (or while the flow is stopped for one): faust's stream
-    skips these itself; one that was buffered first must be skipped too, and not acked: the
-    partition is sought back to its committed offset and reads it again."""
-    return (
+def drop_if_stale(app: AppT, event: EventT[Any]) -> bool:
+    """True for an event read before a rebalance (or while the flow is stopped for one), after
+    dropping it. faust's stream skips these itself; one that was buffered first must be skipped
+    too, and not acked: the partition is sought back to its committed offset and reads it again.
+
+    Dropping it also takes it off the consumer's set of in-flight messages: at a revocation
+    faust waits for that set to empty (`wait_empty`), and the set is weak, but faust's stream
+    keeps a reference to the last message it read while it waits for the next one, so a dropped
+    last message would hold the rebalance until the group evicts the worker."""
+    stale = (
         not app.flow_control.is_active()
         or event.message.generation_id != app.consumer_generation_id
     )
+    if stale:
+        app.consumer.unacked.discard(event.message)
+    return stale

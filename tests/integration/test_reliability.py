@@ -165,6 +165,28 @@ def test_lost_worker_state_moves_to_the_other(deployment: Deployment, guarantee:
     Report("worker lost, partitions moved", guarantee, len(records), 1, 0, result).emit()
 
 
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_a_worker_joining_under_load_takes_its_share_at_once(
+    deployment: Deployment, guarantee: str
+) -> None:
+    """A second worker joins while the first works through a backlog: the first hands
+    partitions over at once (records it had read but not handled are dropped, to be read
+    again), not after the group's rebalance timeout (60 s), and nothing is lost."""
+    deployment.extra_env["ORCHESTRAL_PROCESSING_GUARANTEE"] = guarantee
+    records = generate(scale(30_000, 100_000), scale(1_000, 5_000), seed=31)
+    asyncio.run(
+        produce(deployment.bootstrap, deployment.settings.events_topic, encode_inputs(records))
+    )
+    first = deployment.worker(0).start()
+    wait_until_processing(first)
+    second = deployment.worker(1).start()
+    wait_until_processing(second, timeout=30)
+    result = compare_with_oracle(deployment, guarantee, timeout=scale(240, 600))
+    assert first.alive() and first.starts == 1, first.log()[-3000:]
+    assert second.alive() and second.starts == 1, second.log()[-3000:]
+    Report("worker joined under load", guarantee, len(records), 0, 0, result).emit()
+
+
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Any:
     """A broker of this test's own, so it can be stopped and restarted."""
