@@ -173,14 +173,24 @@ def test_a_worker_joining_under_load_takes_its_share_at_once(
     partitions over at once (records it had read but not handled are dropped, to be read
     again), not after the group's rebalance timeout (60 s), and nothing is lost."""
     deployment.extra_env["ORCHESTRAL_PROCESSING_GUARANTEE"] = guarantee
-    records = generate(scale(30_000, 100_000), scale(1_000, 5_000), seed=31)
+    records = generate(scale(40_000, 120_000), scale(1_000, 5_000), seed=31)
+    backlog = scale(30_000, 100_000)
     asyncio.run(
-        produce(deployment.bootstrap, deployment.settings.events_topic, encode_inputs(records))
+        produce(
+            deployment.bootstrap,
+            deployment.settings.events_topic,
+            encode_inputs(records[:backlog]),
+        )
     )
+    # More input keeps arriving while the second worker joins, so it has records to handle
+    # even on a machine fast enough to finish the backlog before the rebalance.
+    feeder = Feeder(deployment, records[backlog:], chunks=20, pause=1)
     first = deployment.worker(0).start()
     wait_until_processing(first)
     second = deployment.worker(1).start()
+    feeder.start()
     wait_until_processing(second, timeout=30)
+    feeder.finish()
     result = compare_with_oracle(deployment, guarantee, timeout=scale(240, 600))
     assert first.alive() and first.starts == 1, first.log()[-3000:]
     assert second.alive() and second.starts == 1, second.log()[-3000:]
