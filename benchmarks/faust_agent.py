@@ -21,6 +21,9 @@ from typing import Any
 
 import faust
 
+from config.settings import Settings
+from processors.app import faust_settings
+
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,15 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--result", required=True)
     args = p.parse_args(argv)
+    # The worker's own faust settings (as the bench runs it: 6 s session), without the web.
+    settings = Settings.model_validate(
+        {"bootstrap_servers": args.bootstrap, "data_dir": args.data_dir, "session_timeout": 6}
+    )
     app = faust.App(
         f"{args.topic}-faust-agent-{os.getpid()}",
-        broker=[f"kafka://{args.bootstrap}"],
-        datadir=args.data_dir,
-        web_enabled=False,
-        autodiscover=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=6,
-        broker_commit_interval=1.0,
+        **{**faust_settings(settings), "web_enabled": False},
     )
     topic = app.topic(args.topic, key_type=bytes, value_type=bytes, value_serializer="raw")
     seen = {"count": 0, "first": 0.0}
