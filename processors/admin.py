@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from config.settings import Settings
+from processors.cluster_identity import ClusterIdentity, describe
 from processors.connection import kafka_kwargs, start_client
 from schemas.errors import BrokerUnreachable as BrokerUnreachable  # re-exported (worker.py)
 
@@ -39,6 +40,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.outcomes_topic, p, large),
         # Same partition count as the input, so a DLQ record can stay on its partition.
         TopicSpec(settings.dlq_topic, p, large),
+        # Created here rather than by faust, so its id is known before faust starts (the local
+        # state's identity, processors/local_state.py). What faust would create: compacted.
+        TopicSpec(settings.changelog_topic, p, {"cleanup.policy": "compact", **large}),
     ]
 
 
@@ -66,29 +70,62 @@ async def connect_admin(settings: Settings) -> AIOKafkaAdminClient:
     )
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """What the worker learns before it starts: who the cluster is, how the input is split."""
+
+    identity: ClusterIdentity
+    events_partitions: int
+
+
+async def prepare_cluster(settings: Settings) -> Cluster:
+    """Create missing topics, then describe them (processors/cluster_identity.py)."""
+    admin = await connect_admin(settings)
+    try:
+        counts = await _create_missing(admin, settings)
+        topics = [settings.events_topic, settings.changelog_topic]
+        return Cluster(await describe(admin, topics), counts[settings.events_topic])
+    finally:
+        await admin.close()
+
+
+async def current_identity(settings: Settings) -> ClusterIdentity:
+    admin = await connect_admin(settings)
+    try:
+        return await describe(admin, [settings.events_topic, settings.changelog_topic])
+    finally:
+        await admin.close()
+
+
 async def ensure_topics(settings: Settings) -> None:
     """Create missing topics; warn when an existing one has another partition count."""
     admin = await connect_admin(settings)
     try:
-        existing = await _partition_counts(admin)
-        missing = [s for s in topic_specs(settings) if s.name not in existing]
-        for spec in topic_specs(settings):
-            count = existing.get(spec.name)
-            if count is not None and count != spec.partitions:
-                log.warning(
-                    "topic %s has %d partitions, settings say %d: keeping %d",
-                    spec.name, count, spec.partitions, count,
-                )  # fmt: skip
-        if missing:
-            new = [
-                NewTopic(s.name, s.partitions, settings.replication_factor, topic_configs=s.config)
-                for s in missing
-            ]
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
-                await admin.create_topics(new)
-            log.info("created topics %s", ", ".join(s.name for s in missing))
+        await _create_missing(admin, settings)
     finally:
         await admin.close()
+
+
+async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> dict[str, int]:
+    """Create the topics that do not exist; returns every topic's partition count."""
+    existing = await _partition_counts(admin)
+    missing = [s for s in topic_specs(settings) if s.name not in existing]
+    for spec in topic_specs(settings):
+        count = existing.get(spec.name)
+        if count is not None and count != spec.partitions:
+            log.warning(
+                "topic %s has %d partitions, settings say %d: keeping %d",
+                spec.name, count, spec.partitions, count,
+            )  # fmt: skip
+    if missing:
+        new = [
+            NewTopic(s.name, s.partitions, settings.replication_factor, topic_configs=s.config)
+            for s in missing
+        ]
+        with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
+            await admin.create_topics(new)
+        log.info("created topics %s", ", ".join(s.name for s in missing))
+    return {**{s.name: s.partitions for s in missing}, **existing}
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:

@@ -17,7 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from functools import partial
 from typing import Any, NoReturn, cast
@@ -29,10 +32,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import THREAD_TABLE, Settings
 from processors import exit_codes
+from processors.admin import Cluster, current_identity
 from processors.batches import drop_if_stale, ready_batches
 from processors.consumer import SafeConsumer
 from processors.core import Position, ThreadState
-from processors.handler import Handled, RecordHandler
+from processors.handler import Handled, Headers, RecordHandler, forward, origin_of
 from processors.metrics import Metrics
 from processors.outputs import OutputBatch, Queued, Target
 
@@ -83,8 +87,13 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
 class Worker:
     """Owns the app, the table, the handler and the metrics of one worker process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, cluster: Cluster) -> None:
         self.settings = settings
+        self.cluster = cluster
+        # Stamped on every position: a state built from an older incarnation of the events
+        # topic is recognised as such (processors/local_state.py, ThreadState.epoch).
+        self.epoch = cluster.identity.epoch(settings.events_topic)
+        self._identity_checked = 0.0  # monotonic time of the last check that found it unchanged
         self.handler = RecordHandler(settings)
         self.metrics = Metrics()
         # Under exactly-once, a commit must not interleave with a record: faust snapshots the
@@ -173,11 +182,14 @@ class Worker:
         # next transaction while these offsets commit in this one (a kill then loses it).
         states: dict[tuple[int, bytes], bytes] = {}
         handled = []
+        suspicious = False
         for event in events:
             if drop_if_stale(self.app, event):
                 continue  # read again after the rebalance's seek; not acked
             handled.append(event)
-            self.process_one(event.message, out, states)
+            suspicious |= self.process_one(event.message, out, states)
+        if suspicious:
+            await self._check_identity()
         for (partition, key), value in states.items():
             self._db_of(partition).put(key, value)
             out.add(self.settings.changelog_topic, partition, key, value)
@@ -187,16 +199,27 @@ class Worker:
 
     def process_one(
         self, message: Any, out: OutputBatch, states: dict[tuple[int, bytes], bytes]
-    ) -> None:
+    ) -> bool:
+        """Handle one record into `out` and `states`. True when it was read again (a replay or
+        a redelivery): normal after a crash or rebalance, but also what a recreated topic looks
+        like, so the batch checks the cluster's identity before it is acked."""
         if message.offset < self.next_offsets.get(message.tp, -1):
             # Delivered again within one assignment (faust's fetcher can hand out a record it
             # already gave, around recovery): this process already produced its outputs, maybe
             # committed them. Re-emitting would duplicate them even under exactly-once.
             self.metrics.count("redelivered")
-            return
+            return True
         partition = message.partition
-        position = Position(message.topic, partition, message.offset)
+        position = Position(message.topic, partition, message.offset, self.epoch)
         self.next_offsets[message.tp] = message.offset + 1
+        headers = _headers(message.headers)
+        forwarded = forward(message.key, headers, position, self.cluster.events_partitions)
+        if forwarded is not None:
+            # Not this partition's thread: handled on its own partition, after what is there.
+            home, new_headers = forwarded
+            out.add(message.topic, home, message.key, message.value, new_headers, via=partition)
+            self.metrics.count("rerouted")
+            return False
 
         def load(thread_id: str) -> ThreadState | None:
             key = thread_id.encode()
@@ -205,7 +228,7 @@ class Worker:
                 data = self._db_of(partition).get(key)
             return ThreadState.from_bytes(data) if data is not None else None
 
-        handled = self.handle(message.key, message.value, position, load)
+        handled = self.handle(message.key, message.value, position, load, origin_of(headers))
         handled, state = self._within_size_limit(handled, message.key, message.value, position)
         counts: dict[str, int] = {}
         for record in handled.records:
@@ -217,6 +240,7 @@ class Worker:
             self.metrics.count(self._counter_of[topic], n)
         if state is not None and handled.thread_id is not None:
             states[(partition, handled.thread_id.encode())] = state
+        return handled.replayed or handled.replay_missing
 
     def _db_of(self, partition: int) -> Any:
         """The partition's own RocksDB, used directly (a thread's key lives in its partition):
@@ -297,11 +321,17 @@ class Worker:
         value: bytes | None,
         position: Position,
         load: Callable[[str], ThreadState | None],
+        origin: str | None = None,
     ) -> Handled:
         self.metrics.count("records_in")
         try:
             handled = self.handler.handle(
-                key, value, position, load, committed_offset=self.committed(position)
+                key,
+                value,
+                position,
+                load,
+                committed_offset=self.committed(position),
+                origin=origin,
             )
         except Exception as exc:  # a bug must not stop the partition: dead-letter, go on
             log.exception("internal error on %s:%s:%s", *_where(position))
@@ -309,7 +339,39 @@ class Worker:
             handled = self.handler.dead_letter_internal(key, value, exc, position)
         if handled.replayed:
             self.metrics.count("replayed")
+        if handled.replay_missing:
+            self.metrics.count("replay_missing")
+            log.warning(
+                "%s:%s:%s is at or before the offset thread %r last applied, but its outputs are "
+                "not in the replay buffer: applied as a new record",
+                *_where(position),
+                handled.thread_id,
+            )
         return handled
+
+    async def _check_identity(self) -> None:
+        """Exit if the cluster or the events topic is not the one the local state belongs to
+        (wiped or recreated under the running worker): this batch is not acked, and the restart
+        discards the local state (processors/local_state.py). Checked at most once a second;
+        while the cluster does not answer, the batch waits (it could not commit anyway)."""
+        if time.monotonic() - self._identity_checked < 1.0:
+            return
+        while True:
+            try:
+                now = await current_identity(self.settings)
+                break
+            except Exception as exc:  # unreachable for now: its outputs cannot commit either
+                log.warning("cannot check the cluster's identity yet: %s", exc)
+                await asyncio.sleep(1.0)
+        changes = now.differences(self.cluster.identity)
+        if changes:
+            log.error(
+                "exiting: the cluster changed under the running worker (%s); a restart "
+                "discards the local state built from the old one",
+                "; ".join(changes),
+            )
+            _exit(exit_codes.TEMPFAIL)
+        self._identity_checked = time.monotonic()
 
     def committed(self, position: Position) -> int | None:
         """The partition's committed offset as faust last committed it (a lower bound)."""
@@ -385,6 +447,32 @@ class Worker:
         return total
 
 
+# A clean stop commits and closes within a second or two; one that takes longer is stuck on a
+# cluster that is gone or replaced (aiokafka retries its requests for minutes). Past this, the
+# process exits like a SIGKILL: nothing more is committed, and the restart reads it again.
+SHUTDOWN_DEADLINE = 10.0
+
+
+class FaustWorker(faust.Worker):
+    """faust's worker process, whose SIGTERM/SIGINT stop has a deadline."""
+
+    def install_signal_handlers(self) -> None:
+        super().install_signal_handlers()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self._stop_within_deadline, sig)
+
+    def _stop_within_deadline(self, sig: signal.Signals) -> None:
+        watchdog = threading.Timer(SHUTDOWN_DEADLINE, _stop_timed_out)
+        watchdog.daemon = True
+        watchdog.start()
+        self._schedule_shutdown(sig)  # mode's own handler does only this
+
+
+def _stop_timed_out() -> None:
+    log.error("exiting: the worker did not stop within %.0f s of the signal", SHUTDOWN_DEADLINE)
+    _exit(exit_codes.TEMPFAIL)
+
+
 class OutputTooLarge(Exception):
     """An output record or thread state larger than the output topics accept."""
 
@@ -398,6 +486,13 @@ def _size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes
         + len(value or b"")
         + sum(len(k) + len(v) for k, v in headers or ())
     )
+
+
+def _headers(headers: Any) -> Headers:
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(k), bytes(v or b"")) for k, v in items]
 
 
 def _exit(code: int) -> NoReturn:

@@ -9,3 +9,6 @@ REFUSED: Final = 3  # the cluster refused our SASL credentials or the TLS handsh
 USAGE: Final = 64  # EX_USAGE: invalid settings (a TLS file that cannot be loaded, say)
 INTERNAL_ERROR: Final = 70  # EX_SOFTWARE: the worker itself failed on a record
 CANNOT_CREATE: Final = 73  # EX_CANTCREAT: ORCHESTRAL_DATA_DIR cannot be created
+# EX_TEMPFAIL: try again. The worker: the cluster or the events topic changed under it (its local
+# state is discarded at the restart), or it did not stop within ORCHESTRAL_SHUTDOWN_TIMEOUT.
+TEMPFAIL: Final = 75

@@ -13,16 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+from aiokafka.partitioner import murmur2
 
 from config.settings import Settings
 from processors.core import OUTCOMES, STORE, Output, Position, ThreadState, apply_in_place
 from processors.core.replay import invalid_outcome
+from processors.core.runtime import replay_missing
 from schemas.codec import Codec, InputDecoder, make_codec
 from schemas.errors import DecodeError
 from schemas.records import Command, Event, parse_input
 
 Headers = list[tuple[str, bytes]]
+
+# On a record the worker forwarded to its thread's partition: where it was first read.
+FORWARDED_FROM: Final = "orchestral-forwarded-from"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,9 @@ class Handled:
     thread_id: str | None = None
     state: ThreadState | None = None
     replayed: bool = False
+    # At or before the thread's applied offset, but not a replay it can repeat: applied as new
+    # (processors.core.runtime.replay_missing).
+    replay_missing: bool = False
 
 
 class RecordHandler:
@@ -57,7 +66,12 @@ class RecordHandler:
         load: Callable[[str], ThreadState | None],
         *,
         committed_offset: int | None = None,
+        origin: str | None = None,
     ) -> Handled:
+        """`origin`: for a record forwarded from another partition, where it was first read
+        (`forward`); its derived event id is taken from there, so a second copy of it (an
+        at-least-once forward repeated after a crash) is answered `duplicate`, never applied
+        twice."""
         raw: Any = None
         try:
             raw = self.decoder.decode_value(value)
@@ -65,8 +79,11 @@ class RecordHandler:
             _check_key(key, record)
         except DecodeError as exc:
             return self._dead_letter(key, value, raw, exc, position)
+        if origin is not None and record.event_id is None:
+            record = record.model_copy(update={"event_id": origin})
         state = load(record.thread_id) or ThreadState(record.thread_id)
         before = (state.partition, state.offset)
+        missing = replay_missing(state, position)
         outputs = apply_in_place(
             state, record, position, self.settings, committed_offset=committed_offset
         )
@@ -78,6 +95,7 @@ class RecordHandler:
             thread_id=record.thread_id,
             state=state,
             replayed=(state.partition, state.offset) == before,
+            replay_missing=missing,
         )
 
     def encode(self, outputs: list[Output]) -> list[OutRecord]:
@@ -112,6 +130,39 @@ class RecordHandler:
         if invalid is not None:
             records.extend(self.encode([invalid]))
         return Handled(records=records)
+
+
+def home_partition(key: bytes, partitions: int) -> int:
+    """A thread's partition: murmur2 of its UTF-8 id, as Kafka's Java client and aiokafka
+    partition by default (contract, Topics)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def forward(
+    key: bytes | None, headers: Headers, position: Position, partitions: int
+) -> tuple[int, Headers] | None:
+    """Where a record that landed on another partition than its thread's must go, and its
+    headers there; None to handle it where it is.
+
+    A producer with another partitioner (librdkafka's default, `consistent_random`) puts some
+    threads elsewhere; handled there, one thread would have two states. A record without a key
+    is handled (and dead-lettered) where it is, and so is one forwarded once already: should two
+    workers disagree on the partition count while the topic grows, it cannot bounce.
+    """
+    if key is None or any(name == FORWARDED_FROM for name, _ in headers):
+        return None
+    home = home_partition(key, partitions)
+    if home == position.partition:
+        return None
+    origin = f"{position.topic}:{position.partition}:{position.offset}".encode()
+    return home, [*headers, (FORWARDED_FROM, origin)]
+
+
+def origin_of(headers: Headers) -> str | None:
+    for name, value in headers:
+        if name == FORWARDED_FROM:
+            return value.decode("utf-8", "replace")
+    return None
 
 
 def _check_key(key: bytes | None, record: Event | Command) -> None:

@@ -16,6 +16,11 @@ COUNTERS = {
     "redelivered": "Records the consumer delivered twice to this process (skipped).",
     "internal_errors": "Records the worker failed on (sent to the dead-letter topic).",
     "too_large": "Records whose outputs or state would exceed the max output size (dead-lettered).",
+    "rerouted": "Records that arrived on another partition than their thread's, forwarded to it.",
+    "replay_missing": (
+        "Records at or below a thread's applied offset whose outputs were not in the replay "
+        "buffer; applied as new."
+    ),
 }
 
 

@@ -39,8 +39,9 @@ class Queued:
 class OutputBatch:
     def __init__(self, target_for: Callable[[int], Target]) -> None:
         self._target_for = target_for
-        # (topic, partition) -> its builders, filled in order; only the last one takes more.
-        self._builders: dict[tuple[str, int], list[Any]] = {}
+        # (topic, partition, input partition) -> its builders, filled in order; only the last
+        # one takes more.
+        self._builders: dict[tuple[str, int, int], list[Any]] = {}
 
     def add(
         self,
@@ -49,26 +50,32 @@ class OutputBatch:
         key: bytes | None,
         value: bytes | None,
         headers: Headers | None = None,
+        *,
+        via: int | None = None,
     ) -> None:
-        builders = self._builders.get((topic, partition))
+        """Queue a record for `topic`[`partition`], in the producer of input partition `via`
+        (default: the same partition; a record forwarded to another partition of the events
+        topic must commit with the input partition it was read from)."""
+        slot = (topic, partition, partition if via is None else via)
+        builders = self._builders.get(slot)
         if builders is None:
-            builders = self._builders[(topic, partition)] = [self._new_builder(partition)]
+            builders = self._builders[slot] = [self._new_builder(slot[2])]
         if builders[-1].append(timestamp=None, key=key, value=value, headers=headers or []):
             return
         # Full (at the producer's batch size): a new builder takes the record; an empty builder
         # takes one of any size, the broker's max.message.bytes is the only limit.
-        builders.append(self._new_builder(partition))
+        builders.append(self._new_builder(slot[2]))
         builders[-1].append(timestamp=None, key=key, value=value, headers=headers or [])
 
-    def _new_builder(self, partition: int) -> Any:
-        producer, _ = self._target_for(partition)
+    def _new_builder(self, via: int) -> Any:
+        producer, _ = self._target_for(via)
         return producer.create_batch()
 
     async def send(self) -> list[Queued]:
         """Queue every builder in its producer (waiting for buffer room, not for delivery)."""
         queued: list[Queued] = []
-        for (topic, partition), builders in self._builders.items():
-            producer, lock = self._target_for(partition)
+        for (topic, partition, via), builders in self._builders.items():
+            producer, lock = self._target_for(via)
             for builder in builders:
                 # Closed: the producer sends it without lingering (nothing more can join it),
                 # and the next batch for this partition waits only for that send.

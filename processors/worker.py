@@ -8,7 +8,8 @@ import sys
 
 from config.settings import Settings
 from processors import exit_codes
-from processors.admin import ensure_topics
+from processors.admin import prepare_cluster
+from processors.local_state import reconcile
 from schemas.errors import BrokerSecurityError, BrokerUnreachable, ConfigurationError
 
 
@@ -28,7 +29,7 @@ def run(settings: Settings) -> int:
         )
         return exit_codes.CANNOT_CREATE
     try:
-        asyncio.run(ensure_topics(settings))
+        cluster = asyncio.run(prepare_cluster(settings))
     except BrokerUnreachable as exc:
         print(f"orchestral-stream worker: {exc}", file=sys.stderr)
         return exit_codes.UNREACHABLE
@@ -38,18 +39,18 @@ def run(settings: Settings) -> int:
     except ConfigurationError as exc:  # e.g. a TLS file that cannot be loaded
         print(f"orchestral-stream worker: {exc}", file=sys.stderr)
         return exit_codes.USAGE
+    # Before faust opens the local state: it must belong to this cluster and these topics.
+    reconcile(settings.data_dir, cluster.identity)
     # asyncio.run closed its loop; faust takes the current one.
     asyncio.set_event_loop(asyncio.new_event_loop())
-    import faust  # imported late: it is slow to import and needs the loop set
+    from processors.app import FaustWorker, Worker
 
-    from processors.app import Worker
-
-    worker = Worker(settings)
+    worker = Worker(settings, cluster)
     print(
         f"orchestral-stream worker: consuming {settings.events_topic} at "
         f"{settings.bootstrap_servers} ({settings.processing_guarantee}, codec {settings.codec}); "
         f"metrics on http://{settings.web_host}:{settings.web_port}/metrics",
         flush=True,
     )
-    faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    FaustWorker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0  # execute_from_commandline exits itself; kept for the type checker

@@ -49,6 +49,9 @@ class Position:
     topic: str
     partition: int
     offset: int
+    # The incarnation of the topic (the worker derives it from the topic id): offsets of a
+    # deleted and recreated topic start again at 0. None: unknown, offsets are trusted.
+    epoch: int | None = None
 
 
 def apply(
@@ -77,12 +80,39 @@ def apply_in_place(
     `committed_offset`: every record of this partition before it is committed, so their outputs
     need not be kept for replay. None keeps up to `settings.replay_buffer` of them.
     """
-    if position.partition == state.partition and position.offset <= state.offset:
-        return list(state.recent.get(position.offset, ()))
+    if applied_before(state, position):
+        outputs = state.recent.get(position.offset)
+        if outputs is not None:
+            return list(outputs)
+        # Not a replay that can be repeated (see `replay_missing`): the record is taken as new,
+        # and the buffer, whose offsets cannot be trusted either, is dropped.
+        state.recent.clear()
     step = _Step(state, record, position, settings)
     step.run()
     _remember(state, step, settings, committed_offset)
     return step.outputs
+
+
+def applied_before(state: ThreadState, position: Position) -> bool:
+    """Is `position` at or before the last record applied to `state`, in the same partition of
+    the same incarnation of the topic? Then it was applied already: a replay."""
+    return (
+        position.partition == state.partition
+        and position.offset <= state.offset
+        and _same_epoch(state, position)
+    )
+
+
+def _same_epoch(state: ThreadState, position: Position) -> bool:
+    return position.epoch is None or state.epoch is None or position.epoch == state.epoch
+
+
+def replay_missing(state: ThreadState, position: Position) -> bool:
+    """A record at or before the thread's applied offset whose outputs are not in the replay
+    buffer: not a replay this state can repeat. It happens when the local state outlived its
+    topic (a recreated topic or a wiped cluster the identity check at start did not see), or
+    when more records of one thread than the buffer holds went uncommitted. Applied as new."""
+    return applied_before(state, position) and position.offset not in state.recent
 
 
 def _remember(
@@ -96,9 +126,12 @@ def _remember(
         if len(seen) > settings.dedupe_window:
             del seen[next(iter(seen))]
     recent = state.recent
-    if step.position.partition != state.partition:
-        recent.clear()  # offsets of another partition mean nothing here
-        state.partition = step.position.partition
+    position = step.position
+    if position.partition != state.partition or not _same_epoch(state, position):
+        recent.clear()  # offsets of another partition or topic incarnation mean nothing here
+        state.partition = position.partition
+    if position.epoch is not None:
+        state.epoch = position.epoch  # a state saved before epochs keeps its buffer
     state.offset = offset
     if committed_offset is not None and recent:
         for old in [o for o in recent if o < committed_offset]:

@@ -73,6 +73,8 @@ class ThreadState:
     # Outputs of the records applied but maybe not committed yet, by offset, to re-emit them.
     recent: dict[int, list[Output]] = field(default_factory=dict)
     updated_at: str | None = None
+    # The incarnation of the input topic `offset` belongs to (`Position.epoch`); None: unknown.
+    epoch: int | None = None
 
     def nonterminal(self) -> list[Interaction]:
         return [i for i in self.interactions.values() if not i.terminal]
@@ -101,6 +103,7 @@ class ThreadState:
                 self.offset,
                 list(self.recent.items()),
                 self.updated_at,
+                self.epoch,
             ]
         ).encode("utf-8")
 
@@ -123,4 +126,5 @@ class ThreadState:
             offset=v[10],
             recent={offset: [(t, r) for t, r in outs] for offset, outs in v[11]},
             updated_at=v[12],
+            epoch=v[13] if len(v) > 13 else None,  # states saved before epochs: unknown
         )
