@@ -290,8 +290,8 @@ class _Step:
         if command.command == "add_task":
             interaction.task_ids.append(command.task_id or "")
         elif interaction.terminal:
-            # A deliberate fix: the seed let terminal interactions flip back.
-            self.outcome("rejected", iid, f"interaction '{iid}' is terminal")
+            # A deliberate fix: the seed let terminal interactions flip back (but not resume).
+            self.outcome("rejected", iid, _terminal_reason(iid, command.command))
             return
         else:
             if command.command == "wait_event":
@@ -421,6 +421,13 @@ def outcome_record(
         "queue_position": queue_position,
         "timestamp": timestamp,
     }
+
+
+def _terminal_reason(interaction_id: str, command: str) -> str:
+    """`resume` keeps the seed's own words (`resume_interaction`); the others the contract's."""
+    if command == "resume":
+        return f"interaction '{interaction_id}' is terminal and cannot be resumed"
+    return f"interaction '{interaction_id}' is terminal"
 
 
 def _kind_matches(wait_kind: str | None, kind: str | None) -> bool:

@@ -158,8 +158,13 @@ def test_terminal_interaction_cannot_be_resumed() -> None:
     iid = started(d)
     assert d.command("complete", iid)["status"] == "applied"
     out = d.command("resume", iid)
-    assert (out["status"], out["reason"]) == ("rejected", f"interaction '{iid}' is terminal")
+    assert (out["status"], out["reason"]) == (
+        "rejected",
+        f"interaction '{iid}' is terminal and cannot be resumed",  # the seed's own words
+    )
     assert d.states_of()[iid] == "completed"
+    out = d.command("pause", iid)  # any other command: the contract's words
+    assert (out["status"], out["reason"]) == ("rejected", f"interaction '{iid}' is terminal")
 
 
 def test_merge_stamps_the_running_interaction() -> None:
