@@ -214,7 +214,11 @@ class _Step:
         else:
             if action in (Action.INTERRUPT, Action.ROLLBACK):
                 self.cancel_nonterminal(rolled_back=action is Action.ROLLBACK)
-            self.start(event.store_fields(), self.event_id, policy, announce=True, iid=iid)
+            # The seed's MergeIntoRunning creates directly: the terminal ones stay known.
+            purge = action is not Action.START_BESIDE
+            self.start(
+                event.store_fields(), self.event_id, policy, announce=True, iid=iid, purge=purge
+            )
 
     def merge_target(self, event: Event) -> Interaction | None:
         interactions = self.state.interactions
@@ -234,10 +238,14 @@ class _Step:
         *,
         announce: bool,
         iid: str | None = None,
+        purge: bool = True,
     ) -> None:
-        """Start a new interaction for `event` (announce=False: a queued event, no 2nd outcome)."""
+        """Start a new interaction for `event` (announce=False: a queued event, no 2nd outcome).
+
+        `purge`: auto_cleanup applies (the seed's interrupt path); never under `parallel`.
+        """
         state = self.state
-        if self.auto_cleanup and policy.name != "parallel":
+        if purge and self.auto_cleanup and policy.name != "parallel":
             self.purge_terminal()
         limit = state.max_interactions or self.settings.max_interactions_per_thread
         if len(state.nonterminal()) >= limit:

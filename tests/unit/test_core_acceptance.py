@@ -188,6 +188,20 @@ def test_merge_with_nothing_active_starts_without_cancelling() -> None:
     assert sorted(d.states_of().values()) == ["active", "waiting_user"]
 
 
+def test_merge_with_nothing_active_purges_no_terminal_interaction() -> None:
+    # The seed's MergeIntoRunning path creates directly; only its interrupt path purges.
+    d = Driver(default_policy="merge")
+    waiting = started(d)
+    d.command("wait_user", waiting)
+    done = str(d.event("external_event")["interaction_id"])
+    d.command("complete", done)
+    out = d.event("external_event")  # busy (waiting_user), nothing active
+    assert out["status"] == "started"
+    assert d.states_of()[done] == "completed"
+    out = d.command("cancel", done)
+    assert (out["status"], out["reason"]) == ("rejected", f"interaction '{done}' is terminal")
+
+
 def test_reject_when_busy_stores_the_event_with_its_own_interaction_id() -> None:
     d = Driver(default_policy="reject_when_busy")
     started(d)

@@ -31,7 +31,7 @@ def test_idle_thread_always_starts(name: str) -> None:
             "Maximum parallel interactions (4) reached",
         ),
         ("merge", {"merge_target": True}, Action.MERGE, None),
-        ("merge", {}, Action.START, None),
+        ("merge", {}, Action.START_BESIDE, None),  # none active: start, purge nothing
         ("merge", {"expected_interaction": True}, Action.QUEUE, None),
         ("queue", {"queue_len": 9}, Action.QUEUE, None),
         ("queue", {"queue_len": 10}, Action.REJECT, "Queue full (10)"),
