@@ -40,6 +40,9 @@ TRANSITIONS: Final[dict[str, str]] = {
     "resume": "active",
 }
 NULL_PAYLOAD_REASON: Final = "payload must not be null for user/external events"
+# The seed's lifecycle traces (seed-semantics §8.4): the store's own marks that history reads.
+LIFECYCLE_CATEGORY: Final = "runtime_lifecycle"
+TURN_ROLLED_BACK: Final = "turn_rolled_back"
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +334,21 @@ class _Step:
     def cancel_nonterminal(self, *, rolled_back: bool) -> None:
         for interaction in self.state.nonterminal():
             self.transition(interaction, "cancelled", rolled_back=rolled_back)
+            if rolled_back:
+                self.rollback_mark(interaction.id)
+
+    def rollback_mark(self, interaction_id: str) -> None:
+        """The store's durable `turn_rolled_back` mark: history reads the store alone."""
+        payload = {
+            "category": LIFECYCLE_CATEGORY,
+            "event_type": TURN_ROLLED_BACK,
+            "interaction_id": interaction_id,
+        }
+        self.store(
+            _thread_trace(self.state.thread_id, payload, self.timestamp),
+            None,
+            event_id=ids.rollback_mark_id(interaction_id, self.event_id),
+        )
 
     def purge_terminal(self) -> None:
         interactions = self.state.interactions
@@ -427,6 +445,20 @@ def outcome_record(
         "interaction_id": interaction_id,
         "reason": reason,
         "queue_position": queue_position,
+        "timestamp": timestamp,
+    }
+
+
+def _thread_trace(thread_id: str, payload: dict[str, Any], timestamp: str) -> dict[str, Any]:
+    """A thread-level `system_trace` in the seed's field order, as `Event::trace` builds it."""
+    return {
+        "type": "system_trace",
+        "thread_id": thread_id,
+        "interaction_id": None,
+        "level": "info",
+        "payload": payload,
+        "task_id": None,
+        "step_id": None,
         "timestamp": timestamp,
     }
 
