@@ -20,6 +20,7 @@ def rolled_back_ids(events: Iterable[dict[str, Any]]) -> set[str]:
 
 
 def _rolled_back_by(event: dict[str, Any]) -> str | None:
+    """The interaction a mark names; None for any other record (an interaction's own trace)."""
     payload = event.get("payload")
     if (
         event.get("type") != "system_trace"
