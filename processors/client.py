@@ -24,7 +24,7 @@ from aiokafka.structs import TopicPartition
 from config.settings import Settings
 from processors.connection import kafka_kwargs, start_client
 from processors.core import ThreadState
-from processors.history import query_history, rolled_back_ids
+from processors.history import query_history
 from schemas.codec import InputDecoder, make_codec
 from schemas.timestamps import format_fraction
 
@@ -92,10 +92,12 @@ class Client:
             await consumer.stop()
 
     async def history(self, thread_id: str, limit: int = 0) -> list[dict[str, Any]]:
-        """The thread's stored events with the seed's `query_history` semantics."""
+        """The thread's stored events with the seed's `query_history` semantics.
+
+        The store alone: rolled-back turns are known by its own `turn_rolled_back` marks.
+        """
         events = await self._read_partition(self.settings.store_topic, thread_id)
-        outcomes = await self._read_partition(self.settings.outcomes_topic, thread_id)
-        return query_history(events, rolled_back_ids(outcomes), limit)
+        return query_history(events, limit)
 
     async def thread_state(self, thread_id: str) -> ThreadState | None:
         """The thread's latest state, read from the worker's table changelog."""

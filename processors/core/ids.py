@@ -31,3 +31,13 @@ def interaction_id(thread_id: str, source_event_id: str) -> str:
 def derived_event_id(topic: str, partition: int, offset: int) -> str:
     """The contract's event id of a record that carries none: its position in the input topic."""
     return f"{topic}:{partition}:{offset}"
+
+
+def rollback_mark_id(interaction_id: str, cause_event_id: str) -> str:
+    """The event id of the `turn_rolled_back` mark of `interaction_id`, written for `cause`.
+
+    Both parts: one input can roll back several interactions, and an interaction id can start
+    twice (an event id re-sent past the dedupe window, README), so neither alone is unique.
+    The interaction id is a fixed-length UUID, so the cause after it may hold colons.
+    """
+    return f"rollback:{interaction_id}:{cause_event_id}"

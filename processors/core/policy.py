@@ -7,11 +7,13 @@
 | interrupt | start | cancel every non-terminal interaction, then start                    |
 | reject    | start | reject "System is busy processing another request"                   |
 | parallel  | start | start while non-terminal < max_parallel, else reject                 |
-| merge     | start | merge into the newest active one; none active: start                 |
+| merge     | start | merge into the newest active one; none active: start beside them     |
 | queue     | start | queue (position); full: reject "Queue full (N)"                      |
 | rollback  | start | as interrupt, the cancelled interactions marked rolled back          |
 
 `merge` with an `expected_interaction_id` that is not active falls back to `queue`.
+"Start beside" cancels nothing and purges nothing: the seed's MergeIntoRunning path creates
+the interaction directly, where an idle start goes through its interrupt path, which purges.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def _default_policy(settings: Settings) -> Policy:
 
 class Action(enum.Enum):
     START = "start"
+    START_BESIDE = "start_beside"  # start next to the non-terminal ones, purging nothing
     INTERRUPT = "interrupt"  # cancel every non-terminal interaction, then start
     ROLLBACK = "rollback"  # as INTERRUPT, the cancelled ones marked rolled back
     MERGE = "merge"
@@ -93,7 +96,8 @@ def decide(
         if merge_target:
             return Decision(Action.MERGE)
         if not expected_interaction:
-            return Decision(Action.START)  # nothing active: start, cancel nothing
+            # Nothing active: start, cancel nothing; busy, purge nothing either.
+            return Decision(Action.START if nonterminal == 0 else Action.START_BESIDE)
         name = "queue"
     if name == "parallel":
         if nonterminal >= policy.max_parallel:

@@ -40,6 +40,9 @@ TRANSITIONS: Final[dict[str, str]] = {
     "resume": "active",
 }
 NULL_PAYLOAD_REASON: Final = "payload must not be null for user/external events"
+# The seed's lifecycle traces (seed-semantics §8.4): the store's own marks that history reads.
+LIFECYCLE_CATEGORY: Final = "runtime_lifecycle"
+TURN_ROLLED_BACK: Final = "turn_rolled_back"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +250,11 @@ class _Step:
         else:
             if action in (Action.INTERRUPT, Action.ROLLBACK):
                 self.cancel_nonterminal(rolled_back=action is Action.ROLLBACK)
-            self.start(event.store_fields(), self.event_id, policy, announce=True, iid=iid)
+            # The seed's MergeIntoRunning creates directly: the terminal ones stay known.
+            purge = action is not Action.START_BESIDE
+            self.start(
+                event.store_fields(), self.event_id, policy, announce=True, iid=iid, purge=purge
+            )
 
     def merge_target(self, event: Event) -> Interaction | None:
         interactions = self.state.interactions
@@ -267,10 +274,14 @@ class _Step:
         *,
         announce: bool,
         iid: str | None = None,
+        purge: bool = True,
     ) -> None:
-        """Start a new interaction for `event` (announce=False: a queued event, no 2nd outcome)."""
+        """Start a new interaction for `event` (announce=False: a queued event, no 2nd outcome).
+
+        `purge`: auto_cleanup applies (the seed's interrupt path); never under `parallel`.
+        """
         state = self.state
-        if self.auto_cleanup and policy.name != "parallel":
+        if purge and self.auto_cleanup and policy.name != "parallel":
             self.purge_terminal()
         limit = state.max_interactions or self.settings.max_interactions_per_thread
         if len(state.nonterminal()) >= limit:
@@ -323,8 +334,8 @@ class _Step:
         if command.command == "add_task":
             interaction.task_ids.append(command.task_id or "")
         elif interaction.terminal:
-            # A deliberate fix: the seed let terminal interactions flip back.
-            self.outcome("rejected", iid, f"interaction '{iid}' is terminal")
+            # A deliberate fix: the seed let terminal interactions flip back (but not resume).
+            self.outcome("rejected", iid, _terminal_reason(iid, command.command))
             return
         else:
             if command.command == "wait_event":
@@ -356,6 +367,21 @@ class _Step:
     def cancel_nonterminal(self, *, rolled_back: bool) -> None:
         for interaction in self.state.nonterminal():
             self.transition(interaction, "cancelled", rolled_back=rolled_back)
+            if rolled_back:
+                self.rollback_mark(interaction.id)
+
+    def rollback_mark(self, interaction_id: str) -> None:
+        """The store's durable `turn_rolled_back` mark: history reads the store alone."""
+        payload = {
+            "category": LIFECYCLE_CATEGORY,
+            "event_type": TURN_ROLLED_BACK,
+            "interaction_id": interaction_id,
+        }
+        self.store(
+            _thread_trace(self.state.thread_id, payload, self.timestamp),
+            None,
+            event_id=ids.rollback_mark_id(interaction_id, self.event_id),
+        )
 
     def purge_terminal(self) -> None:
         interactions = self.state.interactions
@@ -454,6 +480,27 @@ def outcome_record(
         "queue_position": queue_position,
         "timestamp": timestamp,
     }
+
+
+def _thread_trace(thread_id: str, payload: dict[str, Any], timestamp: str) -> dict[str, Any]:
+    """A thread-level `system_trace` in the seed's field order, as `Event::trace` builds it."""
+    return {
+        "type": "system_trace",
+        "thread_id": thread_id,
+        "interaction_id": None,
+        "level": "info",
+        "payload": payload,
+        "task_id": None,
+        "step_id": None,
+        "timestamp": timestamp,
+    }
+
+
+def _terminal_reason(interaction_id: str, command: str) -> str:
+    """`resume` keeps the seed's own words (`resume_interaction`); the others the contract's."""
+    if command == "resume":
+        return f"interaction '{interaction_id}' is terminal and cannot be resumed"
+    return f"interaction '{interaction_id}' is terminal"
 
 
 def _kind_matches(wait_kind: str | None, kind: str | None) -> bool:

@@ -16,6 +16,7 @@ from fastavro.schema import to_parsing_canonical_form
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.core import STORE, replay
 from schemas.avro_codec import AvroCodec
 from schemas.codec import InputDecoder
 from schemas.errors import DecodeError
@@ -587,6 +588,18 @@ def test_stored_events_round_trip(
     record |= {"seq": seq, "event_id": event_id}
     decoded = AVRO.decode(AVRO.encode(record))
     assert JSON.encode(decoded) == JSON.encode(record)
+
+
+def test_the_cores_rollback_marks_round_trip() -> None:
+    inputs = [
+        {"type": "user_input", "thread_id": THREAD, "payload": n, "timestamp": TS, "concurrency": c}
+        for n, c in enumerate(("interrupt", "rollback"))
+    ]
+    stored = [r for topic, r in replay(inputs) if topic == STORE]
+    [mark] = [r for r in stored if r["type"] == "system_trace"]
+    decoded = AVRO.decode(AVRO.encode(mark))
+    assert decoded == mark
+    assert JSON.encode(decoded) == JSON.encode(mark)
 
 
 # --- encoding errors are programming errors: ValueError -------------------------------------

@@ -158,8 +158,13 @@ def test_terminal_interaction_cannot_be_resumed() -> None:
     iid = started(d)
     assert d.command("complete", iid)["status"] == "applied"
     out = d.command("resume", iid)
-    assert (out["status"], out["reason"]) == ("rejected", f"interaction '{iid}' is terminal")
+    assert (out["status"], out["reason"]) == (
+        "rejected",
+        f"interaction '{iid}' is terminal and cannot be resumed",  # the seed's own words
+    )
     assert d.states_of()[iid] == "completed"
+    out = d.command("pause", iid)  # any other command: the contract's words
+    assert (out["status"], out["reason"]) == ("rejected", f"interaction '{iid}' is terminal")
 
 
 def test_merge_stamps_the_running_interaction() -> None:
@@ -181,6 +186,20 @@ def test_merge_with_nothing_active_starts_without_cancelling() -> None:
     out = d.event("external_event")  # a user_input would resume the waiting one
     assert out["status"] == "started"
     assert sorted(d.states_of().values()) == ["active", "waiting_user"]
+
+
+def test_merge_with_nothing_active_purges_no_terminal_interaction() -> None:
+    # The seed's MergeIntoRunning path creates directly; only its interrupt path purges.
+    d = Driver(default_policy="merge")
+    waiting = started(d)
+    d.command("wait_user", waiting)
+    done = str(d.event("external_event")["interaction_id"])
+    d.command("complete", done)
+    out = d.event("external_event")  # busy (waiting_user), nothing active
+    assert out["status"] == "started"
+    assert d.states_of()[done] == "completed"
+    out = d.command("cancel", done)
+    assert (out["status"], out["reason"]) == ("rejected", f"interaction '{done}' is terminal")
 
 
 def test_reject_when_busy_stores_the_event_with_its_own_interaction_id() -> None:

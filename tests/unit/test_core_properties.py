@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from config.settings import Settings
-from processors.core import Position, ThreadState, apply, replay
+from processors.core import Position, ThreadState, apply, ids, replay
 from processors.core.state import Output
 from schemas.json_codec import JsonCodec
 from schemas.records import (
@@ -92,6 +92,14 @@ class Step:
     @property
     def starts(self) -> list[dict[str, Any]]:
         return [r for r in self.interactions if r["previous_state"] is None]
+
+    @property
+    def mark_ids(self) -> set[str]:
+        """Event ids of the `turn_rolled_back` marks this step must store, one a rollback."""
+        rolled_back = [
+            r for r in self.interactions if r["state"] == "cancelled" and r["rolled_back"]
+        ]
+        return {ids.rollback_mark_id(r["interaction_id"], self.event_id) for r in rolled_back}
 
 
 @dataclass
@@ -347,8 +355,48 @@ def test_seq_is_gap_free_from_one_per_thread(scenario: dict[str, Any]) -> None:
         for r in step.stored:
             last[step.thread_id] = last.get(step.thread_id, 0) + 1
             assert r["seq"] == last[step.thread_id]
-            assert r["event_id"] in {step.event_id} | drained
+            assert r["event_id"] in {step.event_id} | drained | step.mark_ids
         assert step.after.seq == last.get(step.thread_id, 0)
+
+
+# --- lifecycle marks -----------------------------------------------------------------------
+
+
+def is_mark(record: dict[str, Any]) -> bool:
+    payload = record.get("payload")
+    return (
+        record["type"] == "system_trace"
+        and record["interaction_id"] is None
+        and isinstance(payload, dict)
+        and payload.get("event_type") == "turn_rolled_back"
+    )
+
+
+@PROPERTY
+@given(S.scenarios())
+def test_each_rolled_back_interaction_gets_one_mark_right_after_its_record(
+    scenario: dict[str, Any],
+) -> None:
+    run = execute(scenario)
+    for step in run.steps:
+        outputs = step.outputs
+        for i, (_, r) in enumerate(outputs):
+            if r["type"] == "interaction" and r["state"] == "cancelled" and r["rolled_back"]:
+                topic, mark = outputs[i + 1]
+                assert topic == "store" and is_mark(mark), outputs
+                assert mark["payload"] == {
+                    "category": "runtime_lifecycle",
+                    "event_type": "turn_rolled_back",
+                    "interaction_id": r["interaction_id"],
+                }
+                assert (mark["level"], mark["event_id"]) == (
+                    "info",
+                    ids.rollback_mark_id(r["interaction_id"], step.event_id),
+                )
+        # No other record is a mark (an input trace would need that payload by chance).
+        marks = [r for r in step.stored if is_mark(r) and r["event_id"] != step.event_id]
+        assert {r["event_id"] for r in marks} == step.mark_ids
+        assert len(marks) == len(step.mark_ids)
 
 
 # --- identity and logical time ------------------------------------------------------------
@@ -366,7 +414,10 @@ def test_ids_are_derived_and_time_comes_from_the_input(scenario: dict[str, Any])
         # Outcome and interaction records carry the input's time, never the wall clock.
         assert all(r["timestamp"] == own for t, r in step.outputs if t != "store")
         for r in step.stored:  # the original timestamp of the stored event is kept
-            assert r["timestamp"] in timestamps[(step.thread_id, r["event_id"])]
+            if r["event_id"] in step.mark_ids:  # a mark: the time of the input that caused it
+                assert r["timestamp"] == own
+            else:
+                assert r["timestamp"] in timestamps[(step.thread_id, r["event_id"])]
         for r in step.starts:
             uuid.UUID(r["interaction_id"])
             key = (step.thread_id, r["cause_event_id"])
@@ -706,7 +757,8 @@ def test_events_resume_merge_and_append_as_the_contract_says(scenario: dict[str,
                     # A transition out of a terminal state is refused (to the same state: either).
                     if TRANSITIONS[value["command"]] != known[target].state:
                         assert status == "rejected"
-                        assert outcome["reason"] == f"interaction '{target}' is terminal"
+                        words = " and cannot be resumed" if value["command"] == "resume" else ""
+                        assert outcome["reason"] == f"interaction '{target}' is terminal{words}"
                     assert not step.interactions
                 else:
                     assert status == "applied"

@@ -31,7 +31,7 @@ def test_idle_thread_always_starts(name: str) -> None:
             "Maximum parallel interactions (4) reached",
         ),
         ("merge", {"merge_target": True}, Action.MERGE, None),
-        ("merge", {}, Action.START, None),
+        ("merge", {}, Action.START_BESIDE, None),  # none active: start, purge nothing
         ("merge", {"expected_interaction": True}, Action.QUEUE, None),
         ("queue", {"queue_len": 9}, Action.QUEUE, None),
         ("queue", {"queue_len": 10}, Action.REJECT, "Queue full (10)"),
@@ -82,7 +82,66 @@ def test_rollback_marks_cancelled_interactions() -> None:
     outputs = d.send({"type": "user_input", "thread_id": "t1", "payload": 2})
     cancelled = next(r for _, r in outputs if r.get("state") == "cancelled")
     assert (cancelled["interaction_id"], cancelled["rolled_back"]) == (first, True)
-    assert stored(outputs)[0]["interaction_id"] != first
+    mark, event = stored(outputs)
+    assert mark["payload"]["interaction_id"] == first
+    assert event["interaction_id"] not in (first, None)
+
+
+def test_rollback_stores_a_mark_right_after_each_cancelled_record() -> None:
+    d = Driver(default_policy="parallel")
+    a, b = d.event()["interaction_id"], d.event()["interaction_id"]
+    d.command("wait_user", b)
+    outputs = d.send(
+        {
+            "type": "external_event",
+            "thread_id": "t1",
+            "kind": "k",
+            "payload": 1,
+            "concurrency": "rollback",
+            "event_id": "e9",
+            "timestamp": "2026-11-24T07:00:00.5Z",
+        }
+    )
+    kinds = [(t, r.get("state") or r["type"]) for t, r in outputs]
+    assert kinds == [
+        ("outcomes", "cancelled"),
+        ("store", "system_trace"),
+        ("outcomes", "cancelled"),
+        ("store", "system_trace"),
+        ("store", "external_event"),
+        ("outcomes", "active"),
+        ("outcomes", "outcome"),
+    ]
+    assert [outputs[i][1]["interaction_id"] for i in (0, 2)] == [a, b]
+    # The seed's lifecycle-trace shape, at thread level, in logical time, its own seq.
+    assert [outputs[1][1], outputs[3][1]] == [
+        {
+            "type": "system_trace",
+            "thread_id": "t1",
+            "interaction_id": None,
+            "level": "info",
+            "payload": {
+                "category": "runtime_lifecycle",
+                "event_type": "turn_rolled_back",
+                "interaction_id": iid,
+            },
+            "task_id": None,
+            "step_id": None,
+            "timestamp": "2026-11-24T07:00:00.500Z",
+            "seq": seq,
+            "event_id": f"rollback:{iid}:e9",
+        }
+        for iid, seq in ((a, 3), (b, 4))
+    ]
+    assert outputs[4][1]["seq"] == 5
+
+
+def test_interrupt_and_cancel_all_store_no_mark() -> None:
+    d = Driver()
+    d.event()
+    d.event()  # interrupts the first
+    d.command("cancel_all")
+    assert [r["type"] for r in stored(d.log)] == ["user_input", "user_input"]
 
 
 def test_merge_into_expected_interaction_or_fall_back_to_queue() -> None:
