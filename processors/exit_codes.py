@@ -1,11 +1,22 @@
-"""Exit codes of `orchestral-stream`, for supervisors and scripts (README, "Operation")."""
+"""Exit codes of `orchestral-stream`, for supervisors and scripts (README, "Exit codes").
+
+Small numbers are this project's own; the rest come from sysexits.h, so a supervisor can tell a
+mistake to fix (64, 65, 66) from a condition that may pass (2, 75).
+"""
 
 from __future__ import annotations
 
 from typing import Final
 
+OK: Final = 0
+NOT_FOUND: Final = 1  # `thread` / `history`: no such thread; also any other failed command
 UNREACHABLE: Final = 2  # the cluster did not answer within ORCHESTRAL_CONNECT_TIMEOUT
 REFUSED: Final = 3  # the cluster refused our SASL credentials or the TLS handshake
-USAGE: Final = 64  # EX_USAGE: invalid settings (a TLS file that cannot be loaded, say)
+REJECTED: Final = 4  # `send --wait`: the worker answered `rejected` (busy, full, unknown id)
+USAGE: Final = 64  # EX_USAGE: a bad flag or invalid settings (the message names which)
+DATA_ERROR: Final = 65  # EX_DATAERR: a record the worker would refuse (or answered `invalid`)
+NO_INPUT: Final = 66  # EX_NOINPUT: `send` read no record from stdin: nothing was sent
 INTERNAL_ERROR: Final = 70  # EX_SOFTWARE: the worker itself failed on a record
 CANNOT_CREATE: Final = 73  # EX_CANTCREAT: ORCHESTRAL_DATA_DIR cannot be created
+TIMEOUT: Final = 75  # EX_TEMPFAIL: `send --wait` got no outcome in time (is a worker running?)
+INTERRUPTED: Final = 130  # Ctrl+C (128 + SIGINT)
