@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +170,19 @@ def test_an_unreachable_cluster_is_exit_2_in_one_line(argv: list[str]) -> None:
     line = one_line(result.stderr)  # no aiokafka log lines
     assert line.startswith(f"orchestral-stream {argv[0]}: cannot reach Kafka at 127.0.0.1:")
     assert time.monotonic() - began < 20
+
+
+def test_no_worker_is_exit_75_naming_the_event(kafka: str, tmp_path: Path) -> None:
+    idle = Deployment(kafka, "t-cli-idle", tmp_path)  # topics, but no worker
+    idle.create_topics()
+    try:
+        sent = cli(idle.env, "send", "--thread", "t", "--text", "hi", "--wait", "--timeout", "2")
+        assert sent.returncode == exit_codes.TIMEOUT
+        event_id = json.loads(sent.stdout)["sent"]  # it was sent: the line says so first
+        assert one_line(sent.stderr) == (
+            f"orchestral-stream send: no outcome for event {event_id} within 2 s: is a worker "
+            f"running for {idle.name}.events at {kafka}?"
+        )
+    finally:
+        topics = [f"{idle.name}.{t}" for t in ("events", "store", "outcomes", "dlq")]
+        asyncio.run(delete_topics(kafka, [*topics, idle.settings.changelog_topic]))
