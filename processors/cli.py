@@ -82,7 +82,7 @@ def _exit_code(exc: BaseException) -> int:
         (BrokerSecurityError, exit_codes.REFUSED),
         (OutcomeTimeout, exit_codes.TIMEOUT),
     ]
-    return next((code for kind, code in codes if isinstance(exc, kind)), exit_codes.NOT_FOUND)
+    return next((code for kind, code in codes if isinstance(exc, kind)), exit_codes.FAILED)
 
 
 def _fail(command: str, exc: BaseException, code: int) -> int:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Final
 
 OK: Final = 0
-NOT_FOUND: Final = 1  # `thread` / `history`: no such thread; also any other failed command
+FAILED: Final = 1  # a command failed for another reason (the message says why)
+NOT_FOUND: Final = FAILED  # `thread` / `history`: no such thread
 UNREACHABLE: Final = 2  # the cluster did not answer within ORCHESTRAL_CONNECT_TIMEOUT
 REFUSED: Final = 3  # the cluster refused our SASL credentials or the TLS handshake
 REJECTED: Final = 4  # `send --wait`: the worker answered `rejected` (busy, full, unknown id)
