@@ -7,6 +7,7 @@ start-up with a `ConfigurationError` that names the variable.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,7 @@ from schemas.records import PolicyName, canonical_policy_name
 ENV_PREFIX = "ORCHESTRAL_"
 THREAD_TABLE = "threads"  # the worker's table of thread states
 
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 # Never echoed back in an error message, whatever their value.
@@ -39,6 +41,33 @@ def _upper(value: Any) -> Any:
 
 def _mechanism(value: Any) -> Any:
     return value.strip().upper().replace("_", "-") if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def bootstrap_addresses(value: str) -> list[tuple[str, int]]:
+    """`host:port[,host:port...]` -> [(host, port)]; ValueError says which entry is wrong.
+
+    A bare host is refused rather than completed with :9092: a typo (`nonsense`) would
+    otherwise be retried for the whole connect timeout before anyone learns of it.
+    """
+    addresses = []
+    for entry in (part.strip() for part in value.split(",")):
+        host, colon, port = entry.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # [::1]:9092
+        if not entry or not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{entry!r} is not host:port (e.g. 127.0.0.1:9092)")
+        addresses.append((host, int(port)))
+    return addresses
+
+
+def _bootstrap(value: Any) -> Any:
+    if isinstance(value, str):
+        bootstrap_addresses(value)
+        return ",".join(part.strip() for part in value.split(","))
+    return value
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -94,9 +123,16 @@ class Settings(BaseSettings):
         "topics it creates get it as max.message.bytes. An input whose outputs or state would "
         "be larger is dead-lettered instead.",
     )
+    max_input_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description="Largest encoded input record the client and CLI produce; a larger one is "
+        "refused before producing. The default stays under the events topic's broker default "
+        "(message.max.bytes, 1 MiB including the batch overhead): raise both together.",
+    )
 
     # --- worker ---
-    bootstrap_servers: str = Field(
+    bootstrap_servers: Annotated[str, BeforeValidator(_bootstrap)] = Field(
         "127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ORCHESTRAL_BOOTSTRAP_SERVERS"),
         min_length=1,
@@ -120,7 +156,9 @@ class Settings(BaseSettings):
         description="Most input records handled together: their outputs go to the producer as "
         "one batch per partition. A batch is what has arrived, so at low load it is one record.",
     )
-    log_level: str = Field("info", description="Worker log level.")
+    log_level: Annotated[LogLevel, BeforeValidator(_lower)] = Field(
+        "info", description="Log level of the worker (and of the CLI's Kafka client with debug)."
+    )
     connect_timeout: float = Field(30.0, gt=0, description="Seconds to reach the broker at start.")
     progress_interval: float = Field(10.0, gt=0, description="Seconds between progress lines.")
 
@@ -188,6 +226,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def bootstrap_addresses(self) -> list[tuple[str, int]]:
+        """KAFKA_BOOTSTRAP_SERVERS as (host, port) pairs (validated at load)."""
+        return bootstrap_addresses(self.bootstrap_servers)
+
+    @property
     def changelog_topic(self) -> str:
         """The thread table's changelog: faust names it `{app id}-{table name}-changelog`."""
         return f"{self.app_id}-{THREAD_TABLE}-changelog"
@@ -202,8 +245,15 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def env_name(field: str) -> str:
-    """The environment variable that sets `field`."""
-    return "KAFKA_BOOTSTRAP_SERVERS" if field == "bootstrap_servers" else ENV_PREFIX + field.upper()
+    """The environment variable that sets `field` (a field name, or the alias an error names)."""
+    if field.lower() in ("bootstrap_servers", "kafka_bootstrap_servers"):
+        # pydantic reports the first alias whichever was set: name the one that is.
+        alias = ENV_PREFIX + "BOOTSTRAP_SERVERS"
+        unset = "KAFKA_BOOTSTRAP_SERVERS" not in os.environ and alias in os.environ
+        return alias if unset else "KAFKA_BOOTSTRAP_SERVERS"
+    if field.upper().startswith(ENV_PREFIX):
+        return field.upper()  # already a variable name (an alias)
+    return ENV_PREFIX + field.upper()
 
 
 def _describe(exc: ValidationError) -> str:
@@ -218,5 +268,6 @@ def _describe(exc: ValidationError) -> str:
         if field in SECRET_FIELDS:
             problems.append(f"{env_name(field)}: {err['msg']} (value not shown)")
         else:
-            problems.append(f"{env_name(field)}: {err['msg']} (got {err.get('input')!r})")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{env_name(field)}: {message} (got {err.get('input')!r})")
     return "invalid settings: " + "; ".join(problems)

@@ -1040,11 +1040,11 @@ def _describe(st: BrokerStatus) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m processors.broker") -> int:
     """``start|stop|status``; exit 0 on success (``status``: 0 running, 3 not running), 1 on
     an error, with the reason on stderr."""
     parser = argparse.ArgumentParser(
-        prog="python -m processors.broker",
+        prog=prog,
         description="Run a local single-node Kafka (KRaft) broker on 127.0.0.1.",
     )
     parser.add_argument("command", choices=("start", "stop", "status"))

@@ -1,6 +1,7 @@
-"""`orchestral-stream`: the command line (broker, worker, send, tail, history, thread).
+"""`orchestral-stream`: the command line (broker, worker, run, send, tail, history, thread, dlq).
 
 Settings come from the environment (`KAFKA_BOOTSTRAP_SERVERS`, `ORCHESTRAL_*`; see README).
+Every failure is one line on stderr and an exit code from `processors.exit_codes`.
 """
 
 from __future__ import annotations
@@ -8,82 +9,203 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
+
+from aiokafka.errors import KafkaError
 
 from config.settings import Settings, load_settings
 from processors import exit_codes
-from schemas.errors import BrokerSecurityError, ConfigurationError, OrchestralError
+from schemas.errors import (
+    BrokerSecurityError,
+    BrokerUnreachable,
+    ConfigurationError,
+    OrchestralError,
+)
+from schemas.records import EVENT_TYPES, INPUT_TYPES
+
+PROG = "orchestral-stream"
+
+
+class UsageError(OrchestralError):
+    """A flag is missing, unknown or has a bad value."""
+
+
+class NothingToSend(OrchestralError):
+    """`send` found no record to produce."""
+
+
+class UnknownThread(OrchestralError):
+    """`thread` / `history` of a thread the cluster has never seen."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line and exit 64 (argparse's own 2 is UNREACHABLE)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "broker":
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["broker"]:  # its own parser, so that `broker --help` shows its commands
         from processors import broker
 
-        return broker.main(args.broker_args)
+        return broker.main(words[1:], prog=f"{PROG} broker")
     try:
+        args = _parser().parse_args(words)
         settings = load_settings()
-    except ConfigurationError as exc:
-        print(f"orchestral-stream: {exc}", file=sys.stderr)
-        return exit_codes.USAGE
+    except (UsageError, ConfigurationError) as exc:
+        return _fail(words[0] if words else "", exc, exit_codes.USAGE)
     if args.command in ("worker", "run"):
-        from processors import worker
-
-        if args.command == "run":
-            problem = _ensure_local_broker(settings)
-            if problem:
-                print(f"orchestral-stream run: {problem}", file=sys.stderr)
-                return 1
-            print(FIRST_STEPS, flush=True)
-        return worker.run(settings)
+        return _run_worker(settings, args.command)
+    _quiet_kafka_logs(settings)
     try:
         return asyncio.run(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
-        return 130
-    except BrokerSecurityError as exc:
-        print(f"orchestral-stream {args.command}: {exc}", file=sys.stderr)
-        return exit_codes.REFUSED
-    except (OrchestralError, OSError, TimeoutError) as exc:
-        print(f"orchestral-stream {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return exit_codes.INTERRUPTED
+    except (OrchestralError, KafkaError, OSError, TimeoutError) as exc:
+        return _fail(args.command, exc, _exit_code(exc))
+
+
+def _exit_code(exc: BaseException) -> int:
+    from processors.client import OutcomeTimeout, RecordRefused
+
+    codes: list[tuple[type[BaseException], int]] = [
+        (UsageError, exit_codes.USAGE),
+        (ConfigurationError, exit_codes.USAGE),
+        (RecordRefused, exit_codes.DATA_ERROR),
+        (NothingToSend, exit_codes.NO_INPUT),
+        (BrokerUnreachable, exit_codes.UNREACHABLE),
+        (BrokerSecurityError, exit_codes.REFUSED),
+        (OutcomeTimeout, exit_codes.TIMEOUT),
+    ]
+    return next((code for kind, code in codes if isinstance(exc, kind)), exit_codes.FAILED)
+
+
+def _fail(command: str, exc: BaseException, code: int) -> int:
+    where = f"{PROG} {command}" if command in COMMAND_NAMES else PROG
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, KafkaError | OSError) and type(exc).__name__ not in text:
+        text = f"{type(exc).__name__}: {text}"
+    print(f"{where}: {text}", file=sys.stderr)
+    return code
+
+
+def _quiet_kafka_logs(settings: Settings) -> None:
+    """aiokafka logs each failed connection attempt at ERROR, about one a second while the
+    cluster is down; the CLI says what went wrong in one line instead (ORCHESTRAL_LOG_LEVEL=debug
+    shows them)."""
+    if settings.log_level == "debug":
+        logging.basicConfig(level=logging.DEBUG)
+        return
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL + 1)
+
+
+def _run_worker(settings: Settings, command: str) -> int:
+    from processors import worker
+
+    if command == "run":
+        problem = _ensure_local_broker(settings)
+        if problem:
+            print(f"{PROG} run: {problem}", file=sys.stderr)
+            return exit_codes.UNREACHABLE
+        print(FIRST_STEPS, flush=True)
+    return worker.run(settings)
+
+
+# --- arguments ------------------------------------------------------------------------------
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
+def _boolean(text: str) -> bool:
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text.lower() not in words:
+        raise ValueError(text)
+    return words[text.lower()]
+
+
+# argparse names these in its message ("invalid non-negative value: '-1'").
+_non_negative.__name__ = "non-negative integer"
+_positive_seconds.__name__ = "positive number of seconds"
+_boolean.__name__ = "true/false"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orchestral-stream", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    broker = sub.add_parser("broker", help="a local Kafka broker: start | stop | status")
-    broker.add_argument("broker_args", nargs=argparse.REMAINDER)
+    parser = _Parser(prog=PROG, description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("broker", help="a local Kafka broker: start | stop | status (see broker --help)")
     sub.add_parser("worker", help="run the stream processor")
     sub.add_parser("run", help="start a local broker if none answers, then the worker")
-
-    send = sub.add_parser("send", help="produce input records (flags, or JSON lines on stdin)")
-    send.add_argument("--thread", help="thread id")
-    send.add_argument("--type", default="user_input", help="event type, or `command`")
-    send.add_argument("--text", help="payload {'message': TEXT}")
-    send.add_argument("--payload", help="payload as JSON")
-    send.add_argument("--kind", help="external_event kind / wait_event kind")
-    send.add_argument("--level", default="info", help="system_trace level")
-    send.add_argument("--reference-id", help="artifact reference id")
-    send.add_argument("--command", dest="command_name", help="command name (with --type command)")
-    send.add_argument("--interaction", help="interaction id")
-    send.add_argument("--event-id", help="idempotency key (default: a new UUID)")
-    send.add_argument("--policy", help="per-event concurrency override / configure policy")
-    send.add_argument("--wait", action="store_true", help="wait for and print the outcome")
+    _send_parser(sub)
 
     tail = sub.add_parser("tail", help="follow the store and outcome topics")
     tail.add_argument("--thread", help="only this thread")
     tail.add_argument("--from-beginning", action="store_true")
-    tail.add_argument("--max", type=int, default=0, help="stop after N records (0: follow)")
+    tail.add_argument("--max", type=_non_negative, default=0, help="stop after N (0: follow)")
 
-    history = sub.add_parser("history", help="a thread's stored events")
+    history = sub.add_parser("history", help="a thread's stored events (exit 1: no such thread)")
     history.add_argument("thread")
-    history.add_argument("--limit", type=int, default=0, help="newest N, newest first (0: all)")
+    history.add_argument(
+        "--limit", type=_non_negative, default=0, help="newest N, newest first (0: all)"
+    )
 
-    thread = sub.add_parser("thread", help="a thread's state: interactions, queue, policy")
+    thread = sub.add_parser("thread", help="a thread's state (exit 1: no such thread)")
     thread.add_argument("thread")
+
+    dlq = sub.add_parser("dlq", help="dead-lettered records with why (headers)")
+    dlq.add_argument("--limit", type=_non_negative, default=0, help="the newest N (0: all)")
+    dlq.add_argument("--follow", action="store_true", help="then wait for new ones")
     return parser
+
+
+def _send_parser(sub: Any) -> None:
+    send = sub.add_parser(
+        "send",
+        help="produce input records (flags, or JSON lines on stdin)",
+        description="Produce one record from flags, or one per JSON line on stdin. Records are "
+        "checked as the worker would: one it would refuse is not sent (exit 65).",
+    )
+    send.add_argument("--thread", help="thread id (without it: JSON lines on stdin)")
+    send.add_argument("--type", default="user_input", choices=INPUT_TYPES, help="user_input")
+    send.add_argument("--text", help="payload {'message': TEXT}")
+    send.add_argument("--payload", help="payload as JSON")
+    send.add_argument("--kind", help="external_event kind / wait_event kind")
+    send.add_argument("--level", help="system_trace level (default info)")
+    send.add_argument("--reference-id", help="artifact reference id")
+    send.add_argument("--command", dest="command_name", help="command name (with --type command)")
+    send.add_argument("--interaction", help="interaction id")
+    send.add_argument("--task-id", help="task id (events; add_task)")
+    send.add_argument("--step-id", help="step id (events)")
+    send.add_argument("--expected-interaction", help="merge only into this interaction (events)")
+    send.add_argument(
+        "--policy",
+        help='a policy name or JSON such as \'{"name":"queue","max_queue_depth":3}\': '
+        "a per-event override, or with --command configure the thread's policy",
+    )
+    send.add_argument("--max-interactions", type=int, help="configure: max_interactions_per_thread")
+    send.add_argument("--auto-cleanup", type=_boolean, help="configure: true or false")
+    send.add_argument("--event-id", help="idempotency key (default: a new UUID)")
+    send.add_argument("--timestamp", help="RFC 3339 (default: now)")
+    send.add_argument("--wait", action="store_true", help="wait for and print the outcome")
+    send.add_argument(
+        "--timeout", type=_positive_seconds, default=60.0, help="--wait: seconds (default 60)"
+    )
 
 
 FIRST_STEPS = """\
@@ -91,6 +213,7 @@ orchestral-stream: starting the worker. In another terminal:
   .venv/bin/orchestral-stream send --thread demo --text "hello" --wait   # one event, its outcome
   .venv/bin/orchestral-stream tail                                        # follow store + outcomes
   .venv/bin/orchestral-stream history demo                                # the thread's events
+  .venv/bin/orchestral-stream thread demo                                 # its interactions, policy
 Stop with Ctrl+C; stop the local broker with `.venv/bin/orchestral-stream broker stop`."""
 
 
@@ -100,89 +223,171 @@ def _ensure_local_broker(settings: Settings) -> str | None:
 
     from processors import broker
 
-    host, _, port_text = settings.bootstrap_servers.split(",")[0].rpartition(":")
+    host, port = settings.bootstrap_addresses[0]
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port_text)), timeout=1):
+        with socket.create_connection((host, port), timeout=1):
             return None  # something listens: the worker's own check tells if it is Kafka
     except OSError:
         pass
-    except ValueError:
-        return f"cannot read a port from KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers!r}"
-    if host not in ("127.0.0.1", "localhost", ""):
+    if host not in ("127.0.0.1", "localhost"):
         return f"nothing answers at {settings.bootstrap_servers} (not local, so not starting one)"
-    print(f"orchestral-stream run: no broker at {settings.bootstrap_servers}; starting a local one")
+    print(f"{PROG} run: no broker at {settings.bootstrap_servers}; starting a local one")
     try:
-        info = broker.start(int(port_text))
+        info = broker.start(port)
     except broker.BrokerError as exc:
         return str(exc)
     where = f"{info.bootstrap_servers} (log {info.log_path})"
-    print(f"orchestral-stream run: Kafka {info.version} on {where}")
+    print(f"{PROG} run: Kafka {info.version} on {where}")
     return None
 
 
+# --- send -----------------------------------------------------------------------------------
+
+PAYLOAD_TYPES = ("user_input", "assistant_output", "external_event", "system_trace")
+# flag -> (record field, the types it applies to): a flag the record would silently drop is
+# refused instead.
+FIELD_FLAGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "kind": ("kind", ("external_event", "command")),
+    "level": ("level", ("system_trace",)),
+    "reference_id": ("reference_id", ("artifact",)),
+    "interaction": ("interaction_id", INPUT_TYPES),
+    "task_id": ("task_id", INPUT_TYPES),
+    "step_id": ("step_id", EVENT_TYPES),
+    "expected_interaction": ("expected_interaction_id", EVENT_TYPES),
+    "max_interactions": ("max_interactions_per_thread", ("command",)),
+    "auto_cleanup": ("auto_cleanup", ("command",)),
+    "event_id": ("event_id", INPUT_TYPES),
+    "timestamp": ("timestamp", INPUT_TYPES),
+}
+
+
 def record_from_flags(args: argparse.Namespace) -> dict[str, Any]:
-    if not args.thread:
-        raise OrchestralError("--thread is required (or pipe JSON lines on stdin)")
-    record: dict[str, Any] = {"type": args.type, "thread_id": args.thread}
-    if args.type == "command":
+    """The record the flags describe; UsageError for a flag that is missing or does not apply."""
+    kind = args.type
+    record: dict[str, Any] = {"type": kind, "thread_id": args.thread}
+    if kind == "command":
+        if not args.command_name:
+            raise UsageError("--type command needs --command NAME")
         record["command"] = args.command_name
-        if args.policy:
-            record["policy"] = args.policy
-    elif args.policy:
-        record["concurrency"] = args.policy
-    if args.type in ("user_input", "assistant_output", "external_event", "system_trace"):
-        record["payload"] = json.loads(args.payload) if args.payload else {"message": args.text}
-    optional = {
-        "interaction_id": args.interaction,
-        "kind": args.kind,
-        "reference_id": args.reference_id,
-        "event_id": args.event_id,
-    }
-    record.update({k: v for k, v in optional.items() if v is not None})
-    if args.type == "system_trace":
-        record["level"] = args.level
+    elif args.command_name:
+        raise UsageError("--command applies to --type command")
+    if args.policy is not None:
+        record["policy" if kind == "command" else "concurrency"] = _policy(args.policy)
+    payload = _payload(args)
+    if kind in PAYLOAD_TYPES:
+        record["payload"] = payload
+    elif payload is not _NO_PAYLOAD:
+        raise UsageError(f"--text / --payload do not apply to --type {kind}")
+    for flag, (name, types) in FIELD_FLAGS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if kind not in types:
+            raise UsageError(f"--{flag.replace('_', '-')} does not apply to --type {kind}")
+        record[name] = value
+    if kind == "system_trace":
+        record.setdefault("level", "info")
     return record
 
 
-async def _send(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.client import Client
-
-    records = [record_from_flags(args)] if args.thread else _stdin_records()
-    async with Client(settings) as client:
-        for record in records:
-            waiter = _outcome_waiter(client, record) if args.wait else None
-            if waiter is not None:
-                await asyncio.sleep(0)  # let the subscription seek before producing
-            sent = await client.send(record)
-            print(json.dumps({"sent": sent["event_id"], "thread_id": sent["thread_id"]}))
-            if waiter is not None:
-                print(json.dumps(await waiter))
-    return 0
+_NO_PAYLOAD: Any = object()
 
 
-def _outcome_waiter(client: Any, record: dict[str, Any]) -> asyncio.Task[dict[str, Any]]:
-    import uuid
+def _payload(args: argparse.Namespace) -> Any:
+    if args.text is not None and args.payload is not None:
+        raise UsageError("give --text or --payload, not both")
+    if args.payload is not None:
+        try:
+            return json.loads(args.payload)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--payload is not JSON: {exc}") from None
+    if args.text is not None:
+        return {"message": args.text}
+    if args.type in PAYLOAD_TYPES:
+        raise UsageError(f"--type {args.type} needs --text or --payload")
+    return _NO_PAYLOAD
 
-    record.setdefault("event_id", str(uuid.uuid4()))
 
-    async def wait() -> dict[str, Any]:
-        async for _, value in client.subscribe(record["thread_id"]):
-            if value.get("type") == "outcome" and value["source_event_id"] == record["event_id"]:
-                return dict(value)
-        raise OrchestralError("subscription ended")
+def _policy(text: str) -> Any:
+    """A bare name (`queue`), or JSON (`{"name": "queue", "max_queue_depth": 3}`)."""
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--policy is not JSON: {exc}") from None
 
-    return asyncio.ensure_future(asyncio.wait_for(wait(), client.settings.connect_timeout * 2))
 
+def stdin_records() -> list[tuple[str, Any]]:
+    """(where, value) per non-blank stdin line; RecordRefused names a line that is not JSON."""
+    from processors.client import RecordRefused
 
-def _stdin_records() -> list[dict[str, Any]]:
+    if sys.stdin.isatty():
+        raise UsageError("--thread is required (or pipe JSON lines on stdin)")
     records = []
     for n, line in enumerate(sys.stdin, 1):
         if line.strip():
             try:
-                records.append(json.loads(line))
+                value = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise OrchestralError(f"stdin line {n} is not JSON: {exc}") from None
+                raise RecordRefused(f"stdin line {n} is not JSON: {exc}") from None
+            if not isinstance(value, dict):  # the worker's words for it are about bytes
+                kind = type(value).__name__
+                raise RecordRefused(f"stdin line {n}: a record is a JSON object, got {kind}")
+            records.append((f"stdin line {n}", value))
+    if not records:
+        raise NothingToSend("nothing sent: stdin had no records (JSON lines), and no --thread")
     return records
+
+
+async def _send(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.client import Client, RecordRefused
+
+    records = [("", record_from_flags(args))] if args.thread else stdin_records()
+    client = Client(settings)
+    prepared = []
+    for where, record in records:  # all checked before the first is produced
+        try:
+            prepared.append(client.prepare(record).record)
+        except RecordRefused as exc:
+            raise RecordRefused(f"{where}: {exc.reason}" if where else exc.reason) from None
+    code = exit_codes.OK
+    async with client:
+        for record in prepared:
+            if args.wait:
+                code = code or await _send_and_wait(client, record, args.timeout)
+            else:
+                sent = await client.send(record)
+                print(json.dumps({"sent": sent["event_id"], "thread_id": sent["thread_id"]}))
+    return code
+
+
+async def _send_and_wait(client: Any, record: dict[str, Any], timeout: float) -> int:
+    from processors.client import Delivery, OutcomeTimeout
+
+    def sent(delivery: Delivery) -> None:
+        line = {"sent": delivery.record["event_id"], "thread_id": delivery.record["thread_id"]}
+        print(json.dumps({**line, "partition": delivery.partition, "offset": delivery.offset}))
+
+    try:
+        delivery = await client.send_and_wait(record, timeout)
+    except OutcomeTimeout as exc:
+        sent(exc.delivery)
+        raise
+    sent(delivery)
+    outcome = delivery.outcome or {}
+    print(json.dumps(outcome, ensure_ascii=False), flush=True)
+    status = outcome.get("status")
+    if status not in ("rejected", "invalid"):
+        return exit_codes.OK
+    print(
+        f"{PROG} send: event {record['event_id']} {status}: {outcome.get('reason')}",
+        file=sys.stderr,
+    )
+    return exit_codes.REJECTED if status == "rejected" else exit_codes.DATA_ERROR
+
+
+# --- reading --------------------------------------------------------------------------------
 
 
 async def _tail(settings: Settings, args: argparse.Namespace) -> int:
@@ -198,16 +403,20 @@ async def _tail(settings: Settings, args: argparse.Namespace) -> int:
             count += 1
             if args.max and count >= args.max:
                 break
-    return 0
+    return exit_codes.OK
 
 
 async def _history(settings: Settings, args: argparse.Namespace) -> int:
     from processors.client import Client
 
     async with Client(settings) as client:
-        for event in await client.history(args.thread, args.limit):
-            print(json.dumps(event, ensure_ascii=False))
-    return 0
+        events = await client.history(args.thread, args.limit)
+        # A thread only configured so far has a state but no event: it exists.
+        if not events and await client.thread_state(args.thread) is None:
+            raise UnknownThread(f"no thread {args.thread!r}")
+    for event in events:
+        print(json.dumps(event, ensure_ascii=False))
+    return exit_codes.OK
 
 
 async def _thread(settings: Settings, args: argparse.Namespace) -> int:
@@ -217,13 +426,22 @@ async def _thread(settings: Settings, args: argparse.Namespace) -> int:
     async with Client(settings) as client:
         state = await client.thread_state(args.thread)
     if state is None:
-        print(json.dumps({"thread_id": args.thread, "known": False}))
-        return 1
+        raise UnknownThread(f"no thread {args.thread!r}")
     print(json.dumps(describe_state(state, settings), indent=2, ensure_ascii=False))
-    return 0
+    return exit_codes.OK
 
 
-COMMANDS = {"send": _send, "tail": _tail, "history": _history, "thread": _thread}
+async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.client import Client
+
+    async with Client(settings) as client:
+        async for view in client.dead_letters(args.limit, follow=args.follow):
+            print(json.dumps(view, ensure_ascii=False), flush=True)
+    return exit_codes.OK
+
+
+COMMANDS = {"send": _send, "tail": _tail, "history": _history, "thread": _thread, "dlq": _dlq}
+COMMAND_NAMES = frozenset({*COMMANDS, "worker", "run", "broker"})
 
 
 if __name__ == "__main__":

@@ -146,14 +146,14 @@ async def diagnose(settings: Settings, timeout: float) -> BrokerConnectionError 
     kwargs = kafka_kwargs(settings)
     kwargs.pop("bootstrap_servers")
     last: BaseException | None = None
-    for server in _servers(settings):
-        host, _, port = server.rpartition(":")
+    for host, port in settings.bootstrap_addresses:
+        server = f"{host}:{port}"
         conn = None
         try:
             conn = await asyncio.wait_for(
                 create_conn(
-                    host or "127.0.0.1",
-                    int(port),
+                    host,
+                    port,
                     request_timeout_ms=int(timeout * 1000),
                     **kwargs,
                 ),
@@ -209,10 +209,6 @@ def _security_error(
             )
         current = current.__cause__ or current.__context__
     return None
-
-
-def _servers(settings: Settings) -> list[str]:
-    return [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
 
 
 def _password(settings: Settings) -> str | None:
