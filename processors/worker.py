@@ -7,7 +7,7 @@ import logging
 import sys
 
 from config.settings import Settings
-from processors import exit_codes
+from processors import exit_codes, logs
 from processors.admin import ensure_topics
 from schemas.errors import BrokerSecurityError, BrokerUnreachable, ConfigurationError
 
@@ -17,6 +17,7 @@ def run(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
     )
+    logs.install()
     try:
         # faust creates only the last level of its data dir: a fresh clone has no ./var yet.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -53,3 +54,4 @@ def run(settings: Settings) -> int:
     )
     faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0  # execute_from_commandline exits itself; kept for the type checker
+
