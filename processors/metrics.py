@@ -63,7 +63,7 @@ LATENCY_BUCKETS: Final = (
 # An idle worker logs a progress line at most this often (seconds).
 IDLE_PROGRESS_INTERVAL: Final = 60.0
 
-# Shown in the progress line's totals only when not zero: they mean something unusual happened.
+# Shown in the progress line only when not zero: they mean something unusual happened.
 _UNUSUAL: Final = (
     ("redelivered", "redelivered"),
     ("rerouted", "rerouted"),
@@ -255,30 +255,26 @@ class Metrics:
         if idle and not always and at - last.at < IDLE_PROGRESS_INTERVAL:
             return None
         self._line = _LineState(at, self.totals.copy(), self.last_lag)
-        if idle:
-            return f"progress: nothing handled in {_seconds(at - last.at)}, {self._tail()}"
+        span = _seconds(at - last.at)
         seconds = max(at - last.at, 1e-9)
-
-        def rate(name: str) -> str:
-            return _number((self.totals[name] - last.totals[name]) / seconds)
-
-        return (
-            f"progress: {rate('records_in')} records/s in, {rate('outcomes_out')} outcomes/s, "
-            f"{rate('store_out')} stored/s, {rate('dlq_out')} dead-lettered/s over "
-            f"{_seconds(at - last.at)}, {self._tail()}"
-        )
-
-    def _tail(self) -> str:
         t = self.totals
-        totals = [
-            f"{t['records_in']:,} in",
-            f"{t['outcomes_out']:,} outcomes",
-            f"{t['store_out']:,} stored",
-            f"{t['dlq_out']:,} dead-lettered",
-            f"{t['replayed']:,} replayed",
+
+        def field(label: str, name: str) -> str:
+            if idle:
+                return f"{label} {t[name]:,}"
+            return f"{label} {t[name]:,} ({_number((t[name] - last.totals[name]) / seconds)}/s)"
+
+        fields = [
+            field("records in", "records_in"),
+            field("outcomes out", "outcomes_out"),
+            field("stored", "store_out"),
+            field("dead-lettered", "dlq_out"),
+            f"replayed {t['replayed']:,}",
+            *(f"{label} {t[name]:,}" for name, label in _UNUSUAL if t[name]),
+            f"lag {self.last_lag:,}",
         ]
-        totals += [f"{t[name]:,} {label}" for name, label in _UNUSUAL if t[name]]
-        return f"lag {self.last_lag:,} (totals: {', '.join(totals)})"
+        when = f"nothing handled in the last {span}" if idle else f"rates over the last {span}"
+        return f"progress: {', '.join(fields)} ({when})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
 import pytest
@@ -239,15 +240,17 @@ def test_progress_line_gives_rates_since_the_last_line_and_totals() -> None:
     m.set_lag({0: 1_500})
     line = m.progress_line(110.0)
     assert line == (
-        "progress: 1,234 records/s in, 1,230 outcomes/s, 600 stored/s, 0.2 dead-lettered/s "
-        "over 10 s, lag 1,500 (totals: 12,340 in, 12,300 outcomes, 6,000 stored, "
-        "2 dead-lettered, 0 replayed)"
+        "progress: records in 12,340 (1,234/s), outcomes out 12,300 (1,230/s), "
+        "stored 6,000 (600/s), dead-lettered 2 (0.2/s), replayed 0, lag 1,500 "
+        "(rates over the last 10 s)"
     )
     m.count("records_in", 50)
     m.count("outcomes_out", 50)
     line = m.progress_line(120.0)
     assert line is not None
-    assert line.startswith("progress: 5.0 records/s in, 5.0 outcomes/s, 0 stored/s")
+    assert line.startswith(
+        "progress: records in 12,390 (5.0/s), outcomes out 12,350 (5.0/s), stored 6,000 (0/s)"
+    )
 
 
 def test_progress_line_names_unusual_counts_only_when_they_happened() -> None:
@@ -257,8 +260,8 @@ def test_progress_line_names_unusual_counts_only_when_they_happened() -> None:
     m.count("rerouted", 3)
     m.count("internal_errors")
     line = m.progress_line(20.0) or ""
-    assert "3 rerouted" in line
-    assert "1 internal errors" in line
+    assert "rerouted 3" in line
+    assert "internal errors 1" in line
 
 
 def test_progress_line_is_quiet_while_idle_then_once_a_minute() -> None:
@@ -269,8 +272,8 @@ def test_progress_line_is_quiet_while_idle_then_once_a_minute() -> None:
     assert m.progress_line(10.0 + IDLE_PROGRESS_INTERVAL - 1) is None
     line = m.progress_line(10.0 + IDLE_PROGRESS_INTERVAL)
     assert line == (
-        "progress: nothing handled in 60 s, lag 0 (totals: 1 in, 0 outcomes, 0 stored, "
-        "0 dead-lettered, 0 replayed)"
+        "progress: records in 1, outcomes out 0, stored 0, dead-lettered 0, replayed 0, lag 0 "
+        "(nothing handled in the last 60 s)"
     )
     assert m.progress_line(10.0 + IDLE_PROGRESS_INTERVAL + 10) is None
 
@@ -290,6 +293,13 @@ def test_progress_line_speaks_when_anything_changes(change: object) -> None:
     assert m.progress_line(IDLE_PROGRESS_INTERVAL + 10) is None
     change(m)  # type: ignore[operator]
     assert m.progress_line(IDLE_PROGRESS_INTERVAL + 20) is not None
+
+
+def test_progress_line_keeps_the_shape_log_readers_match() -> None:
+    """`progress: records in N` is what tests/integration/test_reliability.py waits for."""
+    m = Metrics(now=0)
+    m.count("records_in", 1_234)
+    assert re.match(r"progress: records in ([1-9]\d*)", m.progress_line(10.0) or "")
 
 
 def test_progress_line_without_a_time_always_answers() -> None:
