@@ -73,30 +73,7 @@ _UNUSUAL: Final = (
 )
 
 
-def dead_letter_reason(reason_text: str) -> str:
-    """The class of a DLQ `error` reason, one of DEAD_LETTER_REASONS.
-
-    Written against the reasons this project produces: `schemas/codec.py`, `json_codec.py` and
-    `avro_codec.py` (bytes that do not decode), `schemas/records.py` (`parse_input`: the type,
-    then the schema), `processors/handler.py` (key check, `internal error: Type: ...`, which also
-    wraps the worker's `OutputTooLarge`).
-    """
-    text = reason_text.strip()
-    if text.startswith("internal error: OutputTooLarge"):
-        return "too_large"
-    if text.startswith("internal error:"):
-        return "internal"
-    if text.startswith("key ") and " does not match thread_id " in text:
-        return "key_mismatch"
-    if text == "missing field `type`" or text.startswith("unknown variant `"):
-        return "unknown_type"
-    if text.startswith(_UNDECODABLE) or "trailing bytes after the Avro body" in text:
-        return "undecodable"
-    if text.startswith(_SCHEMA):
-        return "schema"
-    return "other"
-
-
+# Prefixes of the reasons of each class (see `dead_letter_reason`).
 _UNDECODABLE: Final = (
     "empty value",
     "null value",
@@ -119,6 +96,30 @@ _SCHEMA: Final = (
     # an input type, as `command` is ("Input should be 'complete', 'fail', ...").
     "Input should",
 )
+
+
+def dead_letter_reason(reason_text: str) -> str:
+    """The class of a DLQ `error` reason, one of DEAD_LETTER_REASONS.
+
+    Written against the reasons this project produces: `schemas/codec.py`, `json_codec.py` and
+    `avro_codec.py` (bytes that do not decode), `schemas/records.py` (`parse_input`: the type,
+    then the schema), `processors/handler.py` (key check, `internal error: Type: ...`, which also
+    wraps the worker's `OutputTooLarge`).
+    """
+    text = reason_text.strip()
+    if text.startswith("internal error: OutputTooLarge"):
+        return "too_large"
+    if text.startswith("internal error:"):
+        return "internal"
+    if text.startswith("key ") and " does not match thread_id " in text:
+        return "key_mismatch"
+    if text == "missing field `type`" or text.startswith("unknown variant `"):
+        return "unknown_type"
+    if text.startswith(_UNDECODABLE) or "trailing bytes after the Avro body" in text:
+        return "undecodable"
+    if text.startswith(_SCHEMA):
+        return "schema"
+    return "other"
 
 
 class Metrics:
