@@ -2,11 +2,17 @@
 FROM python:3.11-slim
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# The dependencies first, from pyproject.toml alone: a change to the sources reuses this layer
+# instead of reinstalling faust, rocksdict and the rest.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+COPY README.md ./
 COPY processors processors
 COPY schemas schemas
 COPY config config
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps . \
     && useradd --system --uid 10001 orchestral \
     && mkdir -p /var/lib/orchestral \
     && chown orchestral /var/lib/orchestral

@@ -141,6 +141,7 @@ class Worker:
         # cast: faust's receiver type is a union mypy cannot match a bound method against.
         self.app.on_partitions_revoked.connect(cast(Any, self.forget_positions))
         self.app.on_partitions_assigned.connect(cast(Any, self.forget_positions))
+        self.app.on_partitions_assigned.connect(cast(Any, self._count_rebalance))
         self.app.timer(settings.progress_interval)(self.report_progress)
         registry = self.metrics.registry
 
@@ -174,6 +175,7 @@ class Worker:
         """Handle a batch of records in order and hand everything they produce to the producer
         before any of them is acked, so it is flushed (at-least-once) or in the same transaction
         (exactly-once) as the commit of their offsets. Returns the events to ack."""
+        started = time.perf_counter()
         out = OutputBatch(self._target_for)
         # The states the batch wrote, by (partition, key): read back by its later records, and
         # saved once per thread at the end (local RocksDB and one changelog record, produced
@@ -195,6 +197,10 @@ class Worker:
             out.add(self.settings.changelog_topic, partition, key, value)
         for queued in await out.send():
             queued.future.add_done_callback(partial(self._on_sent, queued))
+        queued_at = time.time()
+        for event in handled:  # from the record's Kafka timestamp to its outputs queued
+            self.metrics.observe_latency(queued_at - event.message.timestamp)
+        self.metrics.observe_batch(len(handled), time.perf_counter() - started)
         return handled
 
     def process_one(
@@ -230,12 +236,16 @@ class Worker:
 
         handled = self.handle(message.key, message.value, position, load, origin_of(headers))
         handled, state = self._within_size_limit(handled, message.key, message.value, position)
+        if handled.status is not None:
+            self.metrics.outcome(handled.status)
         counts: dict[str, int] = {}
         for record in handled.records:
             # On the input's partition: the key hashes there too (equal partition counts), and
             # a DLQ record stays beside the records read with it.
             out.add(record.topic, partition, record.key, record.value, record.headers)
             counts[record.topic] = counts.get(record.topic, 0) + 1
+            if record.topic == self.settings.dlq_topic:
+                self.metrics.dead_letter(dict(record.headers or ()).get("error", b""))
         for topic, n in counts.items():
             self.metrics.count(self._counter_of[topic], n)
         if state is not None and handled.thread_id is not None:
@@ -272,6 +282,9 @@ class Worker:
         """After a rebalance this process may have lost the transaction of records it handled:
         they are read again and must be handled (as replays) again."""
         self.next_offsets.clear()
+
+    def _count_rebalance(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        self.metrics.rebalance()
 
     def _gate_commits(self) -> None:
         if not isinstance(self.commit_gate, asyncio.Lock):
@@ -434,17 +447,19 @@ class Worker:
 
     async def report_progress(self) -> None:
         self.metrics.set_lag(self.lag())
-        log.info(self.metrics.progress_line())
+        line = self.metrics.progress_line(time.monotonic())
+        if line is not None:  # None: nothing changed, and it said so less than a minute ago
+            log.info(line)
 
-    def lag(self) -> int:
-        """Input records of the assigned partitions not handled yet (as of the last fetch)."""
+    def lag(self) -> dict[int, int]:
+        """Per input partition: records not handled yet (as of the last fetch)."""
         consumer = self.app.consumer
-        total = 0
+        lag = {}
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp) if tp.topic == self.settings.events_topic else None
             if highwater is not None:
-                total += max(0, highwater - self.next_offsets.get(tp, highwater))
-        return total
+                lag[tp.partition] = max(0, highwater - self.next_offsets.get(tp, highwater))
+        return lag
 
 
 # A clean stop commits and closes within a second or two; one that takes longer is stuck on a

@@ -17,6 +17,7 @@ REJECTED: Final = 4  # `send --wait`: the worker answered `rejected` (busy, full
 USAGE: Final = 64  # EX_USAGE: a bad flag or invalid settings (the message names which)
 DATA_ERROR: Final = 65  # EX_DATAERR: a record the worker would refuse (or answered `invalid`)
 NO_INPUT: Final = 66  # EX_NOINPUT: `send` read no record from stdin: nothing was sent
+UNAVAILABLE: Final = 69  # EX_UNAVAILABLE: the web/metrics port is in use (another worker?)
 INTERNAL_ERROR: Final = 70  # EX_SOFTWARE: the worker itself failed on a record
 CANNOT_CREATE: Final = 73  # EX_CANTCREAT: ORCHESTRAL_DATA_DIR cannot be created
 # EX_TEMPFAIL, try again: `send --wait` got no outcome in time (is a worker running?); the

@@ -49,6 +49,7 @@ class Handled:
     # At or before the thread's applied offset, but not a replay it can repeat: applied as new
     # (processors.core.runtime.replay_missing).
     replay_missing: bool = False
+    status: str | None = None  # of the record's outcome, when it has one
 
 
 class RecordHandler:
@@ -96,6 +97,7 @@ class RecordHandler:
             state=state,
             replayed=(state.partition, state.offset) == before,
             replay_missing=missing,
+            status=_status(outputs),
         )
 
     def encode(self, outputs: list[Output]) -> list[OutRecord]:
@@ -129,7 +131,14 @@ class RecordHandler:
         invalid = invalid_outcome(raw, error, position)
         if invalid is not None:
             records.extend(self.encode([invalid]))
-        return Handled(records=records)
+        return Handled(records=records, status=_status([invalid] if invalid else []))
+
+
+def _status(outputs: list[Output]) -> str | None:
+    for topic, value in outputs:
+        if topic == OUTCOMES and value["type"] == "outcome":
+            return str(value["status"])
+    return None
 
 
 def home_partition(key: bytes, partitions: int) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import sys
 
 from config.settings import Settings
-from processors import exit_codes
+from processors import exit_codes, logs
 from processors.admin import prepare_cluster
 from processors.local_state import reconcile
 from schemas.errors import BrokerSecurityError, BrokerUnreachable, ConfigurationError
@@ -18,6 +20,12 @@ def run(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
     )
+    logs.install()
+    unusable = web_port_problem(settings.web_host, settings.web_port)
+    if unusable is not None:
+        message, code = unusable
+        print(f"orchestral-stream worker: {message}", file=sys.stderr)
+        return code
     try:
         # faust creates only the last level of its data dir: a fresh clone has no ./var yet.
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -54,3 +62,31 @@ def run(settings: Settings) -> int:
     )
     FaustWorker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0  # execute_from_commandline exits itself; kept for the type checker
+
+
+def web_port_problem(host: str, port: int) -> tuple[str, int] | None:
+    """Why faust's web server could not listen on host:port (a message and an exit code), or
+    None. Checked before starting faust, which would otherwise die on it with a long
+    traceback. SO_REUSEADDR as aiohttp sets it: a previous worker's TIME_WAIT is no conflict."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve ORCHESTRAL_WEB_HOST {host!r}: {exc.strerror}", exit_codes.USAGE
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return (
+                        f"port {port} on {host} is in use (another worker?): "
+                        "set ORCHESTRAL_WEB_PORT",
+                        exit_codes.UNAVAILABLE,
+                    )
+                return (
+                    f"cannot listen on {host}:{port} (ORCHESTRAL_WEB_HOST/ORCHESTRAL_WEB_PORT): "
+                    f"{exc.strerror}",
+                    exit_codes.USAGE,
+                )
+    return None
