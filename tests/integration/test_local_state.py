@@ -48,6 +48,20 @@ def messages(tag: str) -> list[dict[str, Any]]:
     ]
 
 
+def restart_wiped(port: int, broker_dir: Path) -> None:
+    """Wipe the broker's data dir and start it again: a new cluster, every topic empty."""
+    shutil.rmtree(broker_dir)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            broker.start(port, data_dir=broker_dir, timeout=180)
+            return
+        except broker.BrokerError:  # its ports can take a moment to be free again
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def send(deployment: Deployment, records: list[dict[str, Any]]) -> None:
     asyncio.run(
         produce(deployment.bootstrap, deployment.settings.events_topic, encode_inputs(records))
@@ -114,8 +128,7 @@ def test_broker_wiped_under_a_kept_data_dir(tmp_path: Path, guarantee: str) -> N
         assert time.monotonic() - asked < 15, f"stopped after {time.monotonic() - asked:.1f}s"
         assert code in (0, 75), worker.log()[-3000:]
 
-        shutil.rmtree(broker_dir)  # wiped: a new cluster, every topic empty again
-        broker.start(port, data_dir=broker_dir, timeout=180)
+        restart_wiped(port, broker_dir)
         deployment.create_topics()
         worker.start()
         second = messages("after")
@@ -142,8 +155,7 @@ def test_broker_wiped_under_a_running_worker(tmp_path: Path) -> None:
         assert_all_started(deployment, first)
 
         broker.stop(port, data_dir=broker_dir)
-        shutil.rmtree(broker_dir)
-        broker.start(port, data_dir=broker_dir, timeout=180)
+        restart_wiped(port, broker_dir)
         deployment.create_topics()
         second = messages("after")
         send(deployment, second)
