@@ -33,11 +33,9 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -46,24 +44,11 @@ from benchmarks.bench_run import PARTITIONS, PAYLOAD_BYTES, BenchRun, fill_input
 from benchmarks.faust_ceiling import measure_faust_ceiling
 from benchmarks.kafka_io import delete_topics_with_prefix, kafka_broker
 from benchmarks.latency import measure_latency
-from benchmarks.markdown import replace_section
 from benchmarks.raw_pipe import measure_raw_pipe
 from benchmarks.recovery import measure_recovery
+from benchmarks.report import RESULTS, TARGETS, write_report
 from benchmarks.scaling import measure_scaling
 from benchmarks.throughput import measure_throughput
-from processors.broker import KAFKA_VERSION
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "kafka.json"
-SECTION = "## Kafka (make bench)"
-TARGETS = {
-    "alo_ratio": 0.60,
-    "eos_ratio": 0.45,
-    "p99_ms_25": 20.0,
-    "recovery_local_s": 3.0,
-    "recovery_changelog_s": 30.0,
-    "peak_rss_mb": 400.0,
-}
 
 
 def env_default(name: str, default: Any) -> Any:
@@ -149,14 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"deleted {len(deleted)} topics")
             if not args.keep_tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
-            report["duration_s"] = round(time.monotonic() - began)
-            report["machine"] = core_bench.machine()
-            report["versions"] = versions(how)
-            overrides = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("BENCH_"))
-            report["command"] = " ".join([*overrides, "make bench"])
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-            write_section(report)
+            write_report(report, round(time.monotonic() - began), how)
     log(f"done in {report['duration_s']}s; results in {RESULTS}")
     return 0
 
@@ -199,181 +177,6 @@ def measure(
     if "scaling" not in skip:
         one = report.get("worker", {}).get(f"{codecs[0]}/at_least_once", {}).get("median")
         report["scaling"] = measure_scaling(run, inputs, codecs[0], args.repeats, one)
-
-
-def versions(how: str) -> dict[str, str]:
-    kafka = f"{KAFKA_VERSION} ({how})" if how != "reused" else "(the broker given, reused)"
-    out = {"python": platform.python_version(), "kafka": kafka}
-    for dist in ("faust-streaming", "aiokafka", "rocksdict", "fastavro", "pydantic"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "?"
-    return out
-
-
-# --- BENCHMARKS.md ------------------------------------------------------------------------------
-
-
-def _fmt(value: Any, spec: str = ",.0f") -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def _verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("met" if ok else "missed")
-
-
-def write_section(report: dict[str, Any]) -> None:
-    w = report["workload"]
-    lines = [
-        SECTION,
-        "",
-        f"{w['records']:,} records over {w['threads']:,} threads ({w['mix']}, mean value "
-        + ", ".join(f"{c} {b:.0f}" for c, b in w.get("mean_value_bytes", {}).items())
-        + f" bytes), {w['partitions']} partitions, one broker. "
-        f"Rates are the median of {w['repeats']} runs; the raw pipe (aiokafka consumer + "
-        "producer, acks=all, linger 5 ms, one output per input, no state, no policy) is "
-        "measured in the same run, and the worker is reported as a ratio to it. "
-        f"Run `{report['command']}` ({report.get('duration_s', '?')} s). Raw numbers: "
-        "`benchmarks/results/kafka.json`. Targets are reported, not asserted.",
-        "",
-    ]
-    raw = report.get("raw_pipe", {})
-    workers = report.get("worker", {})
-    if raw or workers:
-        lines += [
-            "### Throughput (records/s)",
-            "",
-            "| | " + " | ".join(w["codecs"]) + " | target |",
-            "|---|" + "---:|" * len(w["codecs"]) + "---|",
-        ]
-        lines.append(
-            "| raw aiokafka pipe | "
-            + " | ".join(_fmt(raw.get(c, {}).get("median")) for c in w["codecs"])
-            + " | |"
-        )
-        agent = report.get("faust_agent", {})
-        if agent:
-            cells = [
-                f"{e['median']:,} ({_fmt(e.get('ratio_to_raw'), '.1%')})"
-                if (e := agent.get(c))
-                else "n/a"
-                for c in w["codecs"]
-            ]
-            lines.append(
-                "| faust agent that only acks (ratio to raw): the ceiling of a faust worker | "
-                + " | ".join(cells)
-                + " | |"
-            )
-        for g, target in (("at_least_once", "alo_ratio"), ("exactly_once", "eos_ratio")):
-            cells = []
-            oks = []
-            for c in w["codecs"]:
-                e = workers.get(f"{c}/{g}")
-                if e is None:
-                    cells.append("n/a")
-                    continue
-                ratio = e.get("ratio_to_raw")
-                cells.append(f"{e['median']:,} ({_fmt(ratio, '.1%')})")
-                if ratio is not None:
-                    oks.append(ratio >= TARGETS[target])
-            verdict = _verdict(all(oks) if oks else None)
-            lines.append(
-                f"| worker, {g.replace('_', '-')} (ratio to raw) | "
-                + " | ".join(cells)
-                + f" | >= {TARGETS[target]:.0%}: {verdict} |"
-            )
-        lines.append("")
-    lat = report.get("latency")
-    if lat:
-        lines += [
-            "### End-to-end latency, at-least-once, JSON (input sent -> outcome received)",
-            "",
-            f"Paced producer; load as a share of the worker's at-least-once JSON rate "
-            f"({lat['max_rate_basis']:,}/s); the first seconds of each step left out.",
-            "",
-            "| load | sent/s | samples | p50 ms | p99 ms | p99.9 ms | max ms | target |",
-            "|---|---:|---:|---:|---:|---:|---:|---|",
-        ]
-        for key in ("25%", "50%"):
-            r = lat.get(key)
-            if not r:
-                continue
-            target = ""
-            if key == "25%" and r["p99_ms"] is not None:
-                target = f"p99 <= 20 ms: {_verdict(r['p99_ms'] <= TARGETS['p99_ms_25'])}"
-            lines.append(
-                f"| {key} | {r['achieved_send_rate']:,} | {r['samples']:,} | "
-                f"{_fmt(r['p50_ms'], '.1f')} | {_fmt(r['p99_ms'], '.1f')} | "
-                f"{_fmt(r['p999_ms'], '.1f')} | {_fmt(r['max_ms'], '.1f')} | {target} |"
-            )
-        lines.append("")
-    rec = report.get("recovery")
-    if rec:
-        local = rec.get("local", {}).get("start_to_first_record_s")
-        changelog = rec.get("changelog", {}).get("start_to_first_record_s")
-        cold = rec.get("cold_start_no_state", {}).get("start_to_first_record_s")
-        peak = max(
-            (
-                v
-                for v in (
-                    rec["build"].get("peak_rss_mb"),
-                    rec.get("local", {}).get("peak_rss_mb"),
-                    rec.get("changelog", {}).get("peak_rss_mb"),
-                )
-                if v is not None
-            ),
-            default=None,
-        )
-        rc = "recovery_changelog_s"
-        st = rec["state"]
-        lines += [
-            f"### Recovery and memory, {rec['threads']:,} threads of state "
-            f"({rec['records']:,} input records: one per thread, then the usual mix; "
-            "at-least-once, JSON)",
-            "",
-            "| measurement | value | target |",
-            "|---|---:|---|",
-            f"| start -> first record, local RocksDB | {_fmt(local, '.1f')} s | <= 3 s: "
-            f"{_verdict(None if local is None else local <= TARGETS['recovery_local_s'])} |",
-            f"| start -> first record, empty data dir (changelog) | {_fmt(changelog, '.1f')} s "
-            f"| <= 30 s: "
-            f"{_verdict(None if changelog is None else changelog <= TARGETS[rc])} |",
-            f"| start -> first record, no state at all (reference) | {_fmt(cold, '.1f')} s | |",
-        ]
-        eos = report.get("recovery_eos", {}).get("local", {}).get("start_to_first_record_s")
-        if eos is not None:
-            lines.append(
-                f"| start -> first record, local RocksDB, exactly-once | {eos:.1f} s | (reported) |"
-            )
-        lines += [
-            f"| peak RSS of the worker (build, restarts) | {_fmt(peak, '.0f')} MB | <= 400 MB: "
-            f"{_verdict(None if peak is None else peak <= TARGETS['peak_rss_mb'])} |",
-            f"| state per thread, RocksDB key + value | {st['logical_bytes_per_thread']:,} B | |",
-            f"| state per thread, on disk | {st['on_disk_bytes_per_thread']:,} B | |",
-            f"| processing rate while building the state | {rec['build']['rate']:,}/s | |",
-            "",
-        ]
-    sc = report.get("scaling")
-    if sc:
-        lines += [
-            "### One worker against two (same group, partitions split, same machine)",
-            "",
-            f"{sc['codec']}, at-least-once: one worker {_fmt(sc['one_worker'])}/s, two workers "
-            f"{_fmt(sc['two_workers'])}/s (x{_fmt(sc['speedup'], '.2f')}; medians of "
-            f"{len(sc.get('two_workers_runs', [1]))} runs).",
-            "",
-        ]
-    m, v = report["machine"], report["versions"]
-    lines += [
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; 1-minute load average "
-        f"{report.get('load_average', {}).get('before', '?')} before the run (other jobs may "
-        "share the machine: absolute numbers are noisy, the ratios are the figures to read).",
-        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        "",
-    ]
-    section = "\n".join(lines)
-    replace_section(SECTION, section)
 
 
 if __name__ == "__main__":
