@@ -3,28 +3,36 @@
     .venv/bin/python -m benchmarks.kafka_bench [--records N] [--threads N] [--repeats N] ...
 
 Every option also reads an env var (BENCH_RECORDS, BENCH_THREADS, BENCH_REPEATS,
-BENCH_RECOVERY_THREADS, BENCH_RECOVERY_EXTRA, BENCH_LATENCY_SECONDS, BENCH_CODECS, BENCH_SKIP,
-BENCH_EOS_RECOVERY) so `make bench` can be made smaller. The broker is KAFKA_BOOTSTRAP_SERVERS
-if it answers, else one started for the run (free port, own data dir) and stopped at the end.
+BENCH_RECOVERY_THREADS, BENCH_RECOVERY_EXTRA, BENCH_LATENCY_SECONDS, BENCH_LATENCY_MAX_RATE,
+BENCH_CODECS, BENCH_SKIP, BENCH_EOS_RECOVERY) so `make bench` can be made smaller. The broker is
+KAFKA_BOOTSTRAP_SERVERS if it answers, else one started for the run (free port, own data dir)
+and stopped at the end.
 
-Measured, in this order (each worker is `python -m processors.cli worker`, its own process):
-1. the core alone, in process (benchmarks/core_bench.py);
-2. the raw pipe: an aiokafka consumer + producer (acks=all, linger 5 ms: the worker's settings)
-   forwarding every input record to an output topic on the same partition, committing every
-   second; no decoding, no state, no policy: the limit for a Python Kafka client here;
-2b. a faust agent that acks every record and does nothing else (benchmarks/faust_agent.py): what
-   faust's own per-record path costs, the ceiling of any worker built on a faust agent;
-3. worker throughput, at-least-once and exactly-once, per codec, from a pre-filled input topic
-   (first record handled -> last record handled, from the worker's own metrics), median of
-   `--repeats`, and its ratio to the raw pipe's median;
-4. end-to-end latency (send of the input -> receipt of its outcome record by a consumer) at 25%
-   and 50% of the worker's at-least-once JSON throughput, with a paced producer;
-5. recovery with `--recovery-threads` threads of state: process start -> first record handled,
-   from the local RocksDB and from an empty data dir (the changelog), plus a cold start (no
-   state at all) for reference; peak RSS and state bytes per thread;
-6. one worker against two (same group, partitions split), median of `--repeats` runs.
+Measured, in this order (each worker is `python -m processors.cli worker`, its own process), one
+module each under benchmarks/:
+1. the core alone, in process (core_bench.py);
+2. the raw pipe (raw_pipe.py): an aiokafka consumer + producer (acks=all, linger 5 ms: the
+   worker's settings) forwarding every input record to an output topic on the same partition,
+   committing every second; no decoding, no state, no policy: the limit for a Python Kafka
+   client here;
+2b. a faust agent that acks every record and does nothing else (faust_ceiling.py, running
+   faust_agent.py): what faust's own per-record path costs, the ceiling of any worker built on
+   a faust agent;
+3. worker throughput (throughput.py), at-least-once and exactly-once, per codec, from a
+   pre-filled input topic (first record handled -> last record handled, from the worker's own
+   metrics), median of `--repeats`, and its ratio to the raw pipe's median;
+4. end-to-end latency (latency.py; send of the input -> receipt of its outcome record by a
+   consumer) at 25% and 50% of the worker's at-least-once JSON throughput, with a paced
+   producer;
+5. recovery (recovery.py) with `--recovery-threads` threads of state: process start -> first
+   record handled, from the local RocksDB and from an empty data dir (the changelog), plus a
+   cold start (no state at all) for reference; peak RSS and state bytes per thread;
+6. one worker against two (scaling.py; same group, partitions split), median of `--repeats`
+   runs.
 
-Results: benchmarks/results/kafka.json and the "Kafka" section of BENCHMARKS.md.
+Results, written by report.py: benchmarks/results/kafka.json and the "Kafka" section of
+BENCHMARKS.md. The run's shared pieces (broker, run id, temp dir, input topics) are in
+bench_run.py, the Kafka plumbing (topics, producing, worker processes) in kafka_io.py.
 """
 
 from __future__ import annotations
