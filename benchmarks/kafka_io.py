@@ -1,7 +1,8 @@
 """Kafka plumbing for the benchmarks: a broker, worker processes, producing, topics, metrics.
 
-Kept apart from `benchmarks/kafka_bench.py` (what is measured) so the measurements read plainly.
-Everything a run creates on the broker is named `bench-<run id>-...` and deleted at the end.
+Kept apart from the measurement modules (`benchmarks/raw_pipe.py`, `throughput.py`, ...) so the
+measurements read plainly. Everything a run creates on the broker is named `bench-<run id>-...`
+and deleted at the end.
 """
 
 from __future__ import annotations

@@ -1,0 +1,243 @@
+"""The one writer of the Kafka bench's results: `benchmarks/results/kafka.json` (every figure)
+and the "Kafka" section of BENCHMARKS.md (the tables, each target with its verdict).
+
+The targets are reported, not asserted: a missed one is a finding of the run, not a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks import core_bench
+from benchmarks.markdown import replace_section
+from processors.broker import KAFKA_VERSION
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "kafka.json"
+SECTION = "## Kafka (make bench)"
+TARGETS = {
+    "alo_ratio": 0.60,
+    "eos_ratio": 0.45,
+    "p99_ms_25": 20.0,
+    "recovery_local_s": 3.0,
+    "recovery_changelog_s": 30.0,
+    "peak_rss_mb": 400.0,
+}
+
+
+def versions(how: str) -> dict[str, str]:
+    kafka = f"{KAFKA_VERSION} ({how})" if how != "reused" else "(the broker given, reused)"
+    out = {"python": platform.python_version(), "kafka": kafka}
+    for dist in ("faust-streaming", "aiokafka", "rocksdict", "fastavro", "pydantic"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "?"
+    return out
+
+
+def write_report(report: dict[str, Any], duration_s: int, broker_how: str) -> None:
+    """Close `report` (duration, machine, versions, the command that reproduces it) and write
+    it: the JSON in full, then BENCHMARKS.md's section."""
+    report["duration_s"] = duration_s
+    report["machine"] = core_bench.machine()
+    report["versions"] = versions(broker_how)
+    overrides = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("BENCH_"))
+    report["command"] = " ".join([*overrides, "make bench"])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    replace_section(SECTION, render_section(report))
+
+
+# --- BENCHMARKS.md ------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, spec: str = ",.0f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "missed")
+
+
+def _within(value: float | None, target: str) -> str:
+    """The verdict of a figure that must stay at or below its target."""
+    return _verdict(None if value is None else value <= TARGETS[target])
+
+
+def render_section(report: dict[str, Any]) -> str:
+    """BENCHMARKS.md's Kafka section: the workload, one table per measurement that ran, the
+    machine and the versions."""
+    lines = _workload(report)
+    lines += _throughput(report)
+    lines += _latency(report.get("latency"))
+    lines += _recovery(report.get("recovery"), report.get("recovery_eos"))
+    lines += _scaling(report.get("scaling"))
+    lines += _machine(report)
+    return "\n".join(lines)
+
+
+def _workload(report: dict[str, Any]) -> list[str]:
+    w = report["workload"]
+    return [
+        SECTION,
+        "",
+        f"{w['records']:,} records over {w['threads']:,} threads ({w['mix']}, mean value "
+        + ", ".join(f"{c} {b:.0f}" for c, b in w.get("mean_value_bytes", {}).items())
+        + f" bytes), {w['partitions']} partitions, one broker. "
+        f"Rates are the median of {w['repeats']} runs; the raw pipe (aiokafka consumer + "
+        "producer, acks=all, linger 5 ms, one output per input, no state, no policy) is "
+        "measured in the same run, and the worker is reported as a ratio to it. "
+        f"Run `{report['command']}` ({report.get('duration_s', '?')} s). Raw numbers: "
+        "`benchmarks/results/kafka.json`. Targets are reported, not asserted.",
+        "",
+    ]
+
+
+def _throughput(report: dict[str, Any]) -> list[str]:
+    codecs = report["workload"]["codecs"]
+    raw = report.get("raw_pipe", {})
+    workers = report.get("worker", {})
+    if not (raw or workers):
+        return []
+    lines = [
+        "### Throughput (records/s)",
+        "",
+        "| | " + " | ".join(codecs) + " | target |",
+        "|---|" + "---:|" * len(codecs) + "---|",
+        "| raw aiokafka pipe | "
+        + " | ".join(_fmt(raw.get(c, {}).get("median")) for c in codecs)
+        + " | |",
+    ]
+    agent = report.get("faust_agent", {})
+    if agent:
+        cells = [
+            f"{e['median']:,} ({_fmt(e.get('ratio_to_raw'), '.1%')})"
+            if (e := agent.get(c))
+            else "n/a"
+            for c in codecs
+        ]
+        lines.append(
+            "| faust agent that only acks (ratio to raw): the ceiling of a faust worker | "
+            + " | ".join(cells)
+            + " | |"
+        )
+    for g, target in (("at_least_once", "alo_ratio"), ("exactly_once", "eos_ratio")):
+        cells = []
+        oks = []
+        for c in codecs:
+            e = workers.get(f"{c}/{g}")
+            if e is None:
+                cells.append("n/a")
+                continue
+            ratio = e.get("ratio_to_raw")
+            cells.append(f"{e['median']:,} ({_fmt(ratio, '.1%')})")
+            if ratio is not None:
+                oks.append(ratio >= TARGETS[target])
+        verdict = _verdict(all(oks) if oks else None)
+        lines.append(
+            f"| worker, {g.replace('_', '-')} (ratio to raw) | "
+            + " | ".join(cells)
+            + f" | >= {TARGETS[target]:.0%}: {verdict} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _latency(lat: dict[str, Any] | None) -> list[str]:
+    if not lat:
+        return []
+    lines = [
+        "### End-to-end latency, at-least-once, JSON (input sent -> outcome received)",
+        "",
+        f"Paced producer; load as a share of the worker's at-least-once JSON rate "
+        f"({lat['max_rate_basis']:,}/s); the first seconds of each step left out.",
+        "",
+        "| load | sent/s | samples | p50 ms | p99 ms | p99.9 ms | max ms | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key in ("25%", "50%"):
+        r = lat.get(key)
+        if not r:
+            continue
+        target = ""
+        if key == "25%" and r["p99_ms"] is not None:
+            target = f"p99 <= 20 ms: {_within(r['p99_ms'], 'p99_ms_25')}"
+        lines.append(
+            f"| {key} | {r['achieved_send_rate']:,} | {r['samples']:,} | "
+            f"{_fmt(r['p50_ms'], '.1f')} | {_fmt(r['p99_ms'], '.1f')} | "
+            f"{_fmt(r['p999_ms'], '.1f')} | {_fmt(r['max_ms'], '.1f')} | {target} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _recovery(rec: dict[str, Any] | None, rec_eos: dict[str, Any] | None) -> list[str]:
+    if not rec:
+        return []
+    local = rec.get("local", {}).get("start_to_first_record_s")
+    changelog = rec.get("changelog", {}).get("start_to_first_record_s")
+    cold = rec.get("cold_start_no_state", {}).get("start_to_first_record_s")
+    peaks = (
+        rec["build"].get("peak_rss_mb"),
+        rec.get("local", {}).get("peak_rss_mb"),
+        rec.get("changelog", {}).get("peak_rss_mb"),
+    )
+    peak = max((v for v in peaks if v is not None), default=None)
+    st = rec["state"]
+    lines = [
+        f"### Recovery and memory, {rec['threads']:,} threads of state "
+        f"({rec['records']:,} input records: one per thread, then the usual mix; "
+        "at-least-once, JSON)",
+        "",
+        "| measurement | value | target |",
+        "|---|---:|---|",
+        f"| start -> first record, local RocksDB | {_fmt(local, '.1f')} s | <= 3 s: "
+        f"{_within(local, 'recovery_local_s')} |",
+        f"| start -> first record, empty data dir (changelog) | {_fmt(changelog, '.1f')} s "
+        f"| <= 30 s: {_within(changelog, 'recovery_changelog_s')} |",
+        f"| start -> first record, no state at all (reference) | {_fmt(cold, '.1f')} s | |",
+    ]
+    eos = (rec_eos or {}).get("local", {}).get("start_to_first_record_s")
+    if eos is not None:
+        lines.append(
+            f"| start -> first record, local RocksDB, exactly-once | {eos:.1f} s | (reported) |"
+        )
+    lines += [
+        f"| peak RSS of the worker (build, restarts) | {_fmt(peak, '.0f')} MB | <= 400 MB: "
+        f"{_within(peak, 'peak_rss_mb')} |",
+        f"| state per thread, RocksDB key + value | {st['logical_bytes_per_thread']:,} B | |",
+        f"| state per thread, on disk | {st['on_disk_bytes_per_thread']:,} B | |",
+        f"| processing rate while building the state | {rec['build']['rate']:,}/s | |",
+        "",
+    ]
+    return lines
+
+
+def _scaling(sc: dict[str, Any] | None) -> list[str]:
+    if not sc:
+        return []
+    return [
+        "### One worker against two (same group, partitions split, same machine)",
+        "",
+        f"{sc['codec']}, at-least-once: one worker {_fmt(sc['one_worker'])}/s, two workers "
+        f"{_fmt(sc['two_workers'])}/s (x{_fmt(sc['speedup'], '.2f')}; medians of "
+        f"{len(sc.get('two_workers_runs', [1]))} runs).",
+        "",
+    ]
+
+
+def _machine(report: dict[str, Any]) -> list[str]:
+    m, v = report["machine"], report["versions"]
+    return [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; 1-minute load average "
+        f"{report.get('load_average', {}).get('before', '?')} before the run (other jobs may "
+        "share the machine: absolute numbers are noisy, the ratios are the figures to read).",
+        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "",
+    ]
