@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.kafka_io import create_topics, produce
-from benchmarks.workload import generate
+from devtools.workload import generate
 from schemas.avro_codec import AvroCodec
 from schemas.codec import Codec
 from schemas.json_codec import JsonCodec

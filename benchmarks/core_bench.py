@@ -4,7 +4,7 @@
 
 Measures records per second through (1) the reduce step alone (validated records in, output
 dicts out), (2) decode + reduce + encode with the JSON codec, (3) the same with Avro, on the
-realistic mix of `benchmarks/workload.py`. Each figure is the median of 3 runs, reported with
+realistic mix of `devtools/workload.py`. Each figure is the median of 3 runs, reported with
 the machine, and written to `benchmarks/results/core.json` and the core section of
 BENCHMARKS.md. Numbers on a noisy 2-core machine vary by +-10%: compare ratios within a run.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.markdown import replace_section
-from benchmarks.workload import generate
+from devtools.workload import generate
 from processors.core import Position, ThreadState, apply_in_place, default_settings
 from schemas.avro_codec import AvroCodec
 from schemas.codec import Codec, InputDecoder

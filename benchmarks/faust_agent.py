@@ -22,7 +22,7 @@ from typing import Any
 import faust
 
 from config.settings import Settings
-from processors.app import faust_settings
+from processors.worker.app import faust_settings
 
 
 def main(argv: list[str] | None = None) -> None:

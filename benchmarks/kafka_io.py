@@ -26,11 +26,12 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from processors import broker as local_broker
+from devtools import broker as local_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The worker's producer settings (processors/app.py): acks=all (faust's default), linger 5 ms.
+# The worker's producer settings (processors/worker/app.py): acks=all (faust's default),
+# linger 5 ms.
 ACKS = "all"
 LINGER_MS = 5
 

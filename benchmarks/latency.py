@@ -19,7 +19,7 @@ from aiokafka.structs import TopicPartition
 
 from benchmarks.bench_run import PARTITIONS, PAYLOAD_BYTES, BenchRun, log, mb
 from benchmarks.kafka_io import ACKS, LINGER_MS, Deployment, wait_for_records
-from benchmarks.workload import generate
+from devtools.workload import generate
 from schemas.json_codec import JsonCodec
 
 FRACTIONS = [0.25, 0.5]  # the load steps, as shares of the 100% rate

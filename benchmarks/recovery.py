@@ -20,7 +20,7 @@ from benchmarks.kafka_io import (
     rocksdb_logical_bytes,
     wait_for_records,
 )
-from benchmarks.workload import generate
+from devtools.workload import generate
 from schemas.json_codec import JsonCodec
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from benchmarks import core_bench
 from benchmarks.markdown import replace_section
-from processors.broker import KAFKA_VERSION
+from devtools.broker import KAFKA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "kafka.json"

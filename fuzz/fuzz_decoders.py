@@ -29,7 +29,7 @@ import atheris  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
 with atheris.instrument_imports(include=["schemas", "processors"]):
     from processors.core import Position, ThreadState
-    from processors.handler import RecordHandler
+    from processors.worker.handler import RecordHandler
     from schemas.avro_codec import AvroCodec
     from schemas.codec import InputDecoder
     from schemas.errors import DecodeError

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from aiokafka.errors import KafkaError
@@ -51,9 +52,11 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == ["broker"]:  # its own parser, so that `broker --help` shows its commands
-        from processors import broker
-
-        return broker.main(words[1:], prog=f"{PROG} broker")
+        broker = _dev_broker()
+        if broker is None:
+            print(f"{PROG} broker: {NO_DEVTOOLS}", file=sys.stderr)
+            return exit_codes.USAGE
+        return int(broker.main(words[1:], prog=f"{PROG} broker"))
     try:
         args = _parser().parse_args(words)
         settings = load_settings()
@@ -71,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_code(exc: BaseException) -> int:
-    from processors.client import OutcomeTimeout, RecordRefused
+    from processors.client.client import OutcomeTimeout, RecordRefused
 
     codes: list[tuple[type[BaseException], int]] = [
         (UsageError, exit_codes.USAGE),
@@ -105,7 +108,7 @@ def _quiet_kafka_logs(settings: Settings) -> None:
 
 
 def _run_worker(settings: Settings, command: str) -> int:
-    from processors import worker
+    from processors.worker import run as worker
 
     if command == "run":
         problem = _ensure_local_broker(settings)
@@ -217,11 +220,28 @@ orchestral-stream: starting the worker. In another terminal:
 Stop with Ctrl+C; stop the local broker with `.venv/bin/orchestral-stream broker stop`."""
 
 
+NO_DEVTOOLS = (
+    "the development broker comes with a source checkout (devtools/), not with the package"
+)
+
+
+def _dev_broker() -> Any:
+    """The development broker (devtools/broker.py): in a checkout, also from the installed
+    `orchestral-stream` script of an editable install, whose path lacks the checkout's root."""
+    try:
+        from devtools import broker
+    except ImportError:
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "devtools" / "broker.py").is_file():
+            return None
+        sys.path.append(str(root))
+        from devtools import broker
+    return broker
+
+
 def _ensure_local_broker(settings: Settings) -> str | None:
     """Start the project's broker when the configured address is local and nothing answers."""
     import socket
-
-    from processors import broker
 
     host, port = settings.bootstrap_addresses[0]
     try:
@@ -231,6 +251,9 @@ def _ensure_local_broker(settings: Settings) -> str | None:
         pass
     if host not in ("127.0.0.1", "localhost"):
         return f"nothing answers at {settings.bootstrap_servers} (not local, so not starting one)"
+    broker = _dev_broker()
+    if broker is None:
+        return f"nothing answers at {settings.bootstrap_servers}, and {NO_DEVTOOLS}"
     print(f"{PROG} run: no broker at {settings.bootstrap_servers}; starting a local one")
     try:
         info = broker.start(port)
@@ -320,7 +343,7 @@ def _policy(text: str) -> Any:
 
 def stdin_records() -> list[tuple[str, Any]]:
     """(where, value) per non-blank stdin line; RecordRefused names a line that is not JSON."""
-    from processors.client import RecordRefused
+    from processors.client.client import RecordRefused
 
     if sys.stdin.isatty():
         raise UsageError("--thread is required (or pipe JSON lines on stdin)")
@@ -341,7 +364,7 @@ def stdin_records() -> list[tuple[str, Any]]:
 
 
 async def _send(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.client import Client, RecordRefused
+    from processors.client.client import Client, RecordRefused
 
     records = [("", record_from_flags(args))] if args.thread else stdin_records()
     client = Client(settings)
@@ -363,7 +386,7 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _send_and_wait(client: Any, record: dict[str, Any], timeout: float) -> int:
-    from processors.client import Delivery, OutcomeTimeout
+    from processors.client.client import Delivery, OutcomeTimeout
 
     def sent(delivery: Delivery) -> None:
         line = {"sent": delivery.record["event_id"], "thread_id": delivery.record["thread_id"]}
@@ -391,7 +414,7 @@ async def _send_and_wait(client: Any, record: dict[str, Any], timeout: float) ->
 
 
 async def _tail(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.client import Client
+    from processors.client.client import Client
 
     async with Client(settings) as client:
         stream: AsyncIterator[tuple[str, dict[str, Any]]] = client.subscribe(
@@ -407,7 +430,7 @@ async def _tail(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _history(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.client import Client
+    from processors.client.client import Client
 
     async with Client(settings) as client:
         events = await client.history(args.thread, args.limit)
@@ -420,8 +443,8 @@ async def _history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _thread(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.client import Client
-    from processors.thread_view import describe_state
+    from processors.client.client import Client
+    from processors.client.thread_view import describe_state
 
     async with Client(settings) as client:
         state = await client.thread_state(args.thread)
@@ -432,7 +455,7 @@ async def _thread(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.client import Client
+    from processors.client.client import Client
 
     async with Client(settings) as client:
         async for view in client.dead_letters(args.limit, follow=args.follow):

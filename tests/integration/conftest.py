@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from processors import broker
+from devtools import broker
 from tests.integration.harness import Deployment, delete_topics, free_port_pair
 
 

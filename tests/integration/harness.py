@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from config.settings import Settings
-from processors.admin import ensure_topics
 from processors.core import Output, Position, ThreadState, replay
-from processors.handler import RecordHandler
+from processors.kafka.topics import ensure_topics
+from processors.worker.handler import RecordHandler
 from schemas.codec import InputDecoder
 from schemas.json_codec import JsonCodec
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from processors import broker
+from devtools import broker
 
 pytestmark = pytest.mark.integration
 

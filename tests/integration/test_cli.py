@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from processors import exit_codes
-from processors.client import Client
+from processors.client.client import Client
 from tests.integration.harness import ROOT, Deployment, delete_topics, free_port, produce
 
 pytestmark = pytest.mark.integration

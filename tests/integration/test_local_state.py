@@ -17,8 +17,8 @@ from typing import Any
 import confluent_kafka
 import pytest
 
-from processors import broker
-from processors.handler import home_partition
+from devtools import broker
+from processors.worker.handler import home_partition
 from schemas.codec import InputDecoder
 from tests.integration.harness import (
     Deployment,

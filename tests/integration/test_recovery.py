@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from benchmarks.workload import generate
+from devtools.workload import generate
 from tests.integration.harness import (
     ROOT,
     Deployment,

@@ -25,8 +25,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
-from benchmarks.workload import generate
-from processors import broker
+from devtools import broker
+from devtools.workload import generate
 from schemas.avro_codec import AvroCodec
 from tests.integration.harness import (
     Comparison,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from processors import broker
+from devtools import broker
 from tests.integration.harness import ROOT, Deployment
 
 pytestmark = pytest.mark.integration

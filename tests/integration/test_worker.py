@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from benchmarks.workload import generate
+from devtools.workload import generate
 from processors.core import Output
 from tests.integration.harness import (
     Comparison,

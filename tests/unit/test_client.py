@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.client import Client, RecordRefused, dead_letter_view
+from processors.client.client import Client, RecordRefused, dead_letter_view
 from processors.core import Position
 from processors.core.runtime import NULL_PAYLOAD_REASON
-from processors.handler import RecordHandler
+from processors.worker.handler import RecordHandler
 from schemas.json_codec import JsonCodec
 from schemas.records import INPUT_TYPES
 from tests.unit.strategies import json_values, make_settings

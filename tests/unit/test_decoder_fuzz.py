@@ -1,6 +1,6 @@
 """Fuzzing the decoders (issue 5, scenario 5): no exception escapes except `DecodeError`.
 
-The entry points are the ones the worker uses (`processors/handler.py`):
+The entry points are the ones the worker uses (`processors/worker/handler.py`):
 
 - `JsonCodec.decode` and `AvroCodec.decode` (one value each),
 - `InputDecoder.decode_value` / `InputDecoder.decode` (codec told by the first byte, then
@@ -47,7 +47,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from processors.core import Position, ThreadState
-from processors.handler import OutRecord, RecordHandler
+from processors.worker.handler import OutRecord, RecordHandler
 from schemas.avro_codec import AvroCodec
 from schemas.codec import InputDecoder
 from schemas.errors import DecodeError

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from config.settings import Settings
-from processors import broker
+from devtools import broker
 
 ROOT = Path(__file__).resolve().parents[2]
 

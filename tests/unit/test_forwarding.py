@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 
 from config.settings import Settings
 from processors.core import Position, ThreadState
-from processors.handler import FORWARDED_FROM, RecordHandler, forward, home_partition, origin_of
+from processors.worker.handler import (
+    FORWARDED_FROM,
+    RecordHandler,
+    forward,
+    home_partition,
+    origin_of,
+)
 from schemas.json_codec import JsonCodec
 
 # Apache Kafka's UtilsTest.testMurmur2; the Java client's partition is

@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from processors.client.history import query_history
 from processors.core import STORE, ids, replay
-from processors.history import query_history
 from tests.unit.driver import ts
 
 IIDS = ("i0", "i1", "i2")

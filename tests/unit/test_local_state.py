@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.cluster_identity import ClusterIdentity
-from processors.local_state import IDENTITY_FILE, reconcile
+from processors.worker.cluster_identity import ClusterIdentity
+from processors.worker.local_state import IDENTITY_FILE, reconcile
 
 ONE = ClusterIdentity("cluster-a", {"events": "id-1", "changelog": "id-2"})
 

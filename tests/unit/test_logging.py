@@ -1,4 +1,5 @@
-"""processors/logs.py: the worker's info log has no coordinator-wait ERROR and no ASCII tables.
+"""processors/worker/logs.py: the worker's info log has no coordinator-wait ERROR and no ASCII
+tables.
 
 The records are logged the way aiokafka and faust log them (same logger, message and argument
 types), through the logging faust's worker sets up (mode's `setup_logging`, which replaces the
@@ -23,7 +24,7 @@ from aiokafka.structs import TopicPartition
 from faust.utils import terminal
 from mode.utils import logging as mode_logging
 
-from processors import logs
+from processors.worker import logs
 
 
 class WorkerLog:
@@ -50,12 +51,16 @@ def worker_log(request: pytest.FixtureRequest) -> Iterator[WorkerLog]:
     saved = root.handlers[:], root.level
     names = (logs.COORDINATOR_LOGGER, *logs.TABLE_LOGGERS)
     filters = {name: logging.getLogger(name).filters[:] for name in names}
+    # Another test may have run the CLI in this process, which silences aiokafka's logger.
+    aiokafka_level = logging.getLogger("aiokafka").level
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)
     logs.install()
     mode_logging.setup_logging(loglevel=level)
     yield WorkerLog()
     root.handlers[:], root.level = saved
     for name, kept in filters.items():
         logging.getLogger(name).filters[:] = kept
+    logging.getLogger("aiokafka").setLevel(aiokafka_level)
 
 
 def coordinator_error(error: Exception) -> None:

@@ -1,4 +1,4 @@
-"""processors/metrics.py: what /metrics serves, the DLQ reason classes, the progress line."""
+"""processors/worker/metrics.py: what /metrics serves, the DLQ reason classes, the progress line."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from processors.app import OutputTooLarge
 from processors.core import Position, ThreadState
-from processors.handler import RecordHandler
-from processors.metrics import (
+from processors.worker.app import OutputTooLarge
+from processors.worker.handler import RecordHandler
+from processors.worker.metrics import (
     DEAD_LETTER_REASONS,
     IDLE_PROGRESS_INTERVAL,
     Metrics,

@@ -1,4 +1,4 @@
-"""processors/outputs.py: what is added is what the producer gets, per partition, in order."""
+"""processors/worker/output_batch.py: what is added is what the producer gets, per partition, in order."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiokafka.record.memory_records import MemoryRecords
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.outputs import OutputBatch, Target
+from processors.worker.output_batch import OutputBatch, Target
 
 BATCH_SIZE = 2048  # small, so records of a few KiB fill builders and need new ones
 

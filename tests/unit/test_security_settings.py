@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings, load_settings
-from processors import broker
-from processors.connection import (
+from devtools import broker
+from processors.kafka.connection import (
     _security_error,
     faust_credentials,
     kafka_kwargs,
@@ -179,7 +179,7 @@ def test_faust_credentials_map_to_the_same_aiokafka_arguments() -> None:
 
 
 def test_faust_settings_carry_the_credentials() -> None:
-    from processors.app import faust_settings
+    from processors.worker.app import faust_settings
 
     creds = faust_settings(load_settings(**SASL))["broker_credentials"]
     assert creds.mechanism.value == "SCRAM-SHA-512" and creds.protocol.value == "SASL_SSL"

@@ -1,4 +1,4 @@
-"""processors/worker.py: a second worker on the same web port says so in one line and exits 69.
+"""processors/worker/run.py: a second worker on the same web port says so in one line and exits 69.
 
 The port is checked before the cluster is contacted, so no broker is needed here.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from processors import exit_codes
-from processors.worker import web_port_problem
+from processors.worker.run import web_port_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -28,10 +28,10 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
 from config.settings import Settings
-from processors.connection import kafka_kwargs, start_client
+from processors.client.history import query_history
 from processors.core import ThreadState
 from processors.core.runtime import NULL_PAYLOAD_REASON
-from processors.history import query_history
+from processors.kafka.connection import kafka_kwargs, start_client
 from schemas.codec import InputDecoder, make_codec
 from schemas.errors import DecodeError, OrchestralError
 from schemas.json_codec import JsonCodec

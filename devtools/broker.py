@@ -24,7 +24,7 @@ Layout and defaults:
 ``status``/``stop`` find a broker by its data dir, so pass the same ``data_dir`` (or port, for the
 default dir) that was given to ``start``.
 
-CLI: ``python -m processors.broker start|stop|status [--port N] [--data-dir D] [--version V]
+CLI: ``python -m devtools.broker start|stop|status [--port N] [--data-dir D] [--version V]
 [--clean]``.
 """
 
@@ -1040,7 +1040,7 @@ def _describe(st: BrokerStatus) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m processors.broker") -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m devtools.broker") -> int:
     """``start|stop|status``; exit 0 on success (``status``: 0 running, 3 not running), 1 on
     an error, with the reason on stderr."""
     parser = argparse.ArgumentParser(

@@ -103,8 +103,8 @@ def dead_letter_reason(reason_text: str) -> str:
 
     Written against the reasons this project produces: `schemas/codec.py`, `json_codec.py` and
     `avro_codec.py` (bytes that do not decode), `schemas/records.py` (`parse_input`: the type,
-    then the schema), `processors/handler.py` (key check, `internal error: Type: ...`, which also
-    wraps the worker's `OutputTooLarge`).
+    then the schema), `processors/worker/handler.py` (key check, `internal error: Type: ...`,
+    which also wraps the worker's `OutputTooLarge`).
     """
     text = reason_text.strip()
     if text.startswith("internal error: OutputTooLarge"):

@@ -12,8 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from config.settings import Settings
-from processors.cluster_identity import ClusterIdentity, describe
-from processors.connection import kafka_kwargs, start_client
+from processors.kafka.connection import kafka_kwargs, start_client
+from processors.worker.cluster_identity import ClusterIdentity, describe
 from schemas.errors import BrokerUnreachable as BrokerUnreachable  # re-exported (worker.py)
 
 log = logging.getLogger("orchestral.admin")
@@ -41,7 +41,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Same partition count as the input, so a DLQ record can stay on its partition.
         TopicSpec(settings.dlq_topic, p, large),
         # Created here rather than by faust, so its id is known before faust starts (the local
-        # state's identity, processors/local_state.py). What faust would create: compacted.
+        # state's identity, processors/worker/local_state.py). What faust would create: compacted.
         TopicSpec(settings.changelog_topic, p, {"cleanup.policy": "compact", **large}),
     ]
 
@@ -79,7 +79,7 @@ class Cluster:
 
 
 async def prepare_cluster(settings: Settings) -> Cluster:
-    """Create missing topics, then describe them (processors/cluster_identity.py)."""
+    """Create missing topics, then describe them (processors/worker/cluster_identity.py)."""
     admin = await connect_admin(settings)
     try:
         counts = await _create_missing(admin, settings)

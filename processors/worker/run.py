@@ -9,9 +9,10 @@ import socket
 import sys
 
 from config.settings import Settings
-from processors import exit_codes, logs
-from processors.admin import prepare_cluster
-from processors.local_state import reconcile
+from processors import exit_codes
+from processors.kafka.topics import prepare_cluster
+from processors.worker import logs
+from processors.worker.local_state import reconcile
 from schemas.errors import BrokerSecurityError, BrokerUnreachable, ConfigurationError
 
 
@@ -51,7 +52,7 @@ def run(settings: Settings) -> int:
     reconcile(settings.data_dir, cluster.identity)
     # asyncio.run closed its loop; faust takes the current one.
     asyncio.set_event_loop(asyncio.new_event_loop())
-    from processors.app import FaustWorker, Worker
+    from processors.worker.app import FaustWorker, Worker
 
     worker = Worker(settings, cluster)
     print(

@@ -1,11 +1,11 @@
 """The Faust app: the events topic in, one agent, the thread table, the output topics.
 
-The agent is a thin loop around `RecordHandler` (processors/handler.py). Correctness does not
+The agent is a thin loop around `RecordHandler` (processors/worker/handler.py). Correctness does not
 rest on faust's delivery features (see README, "Operating guarantees"):
 - one agent, concurrency 1: records are handled one after the other, in partition order (faust
-  #606 makes concurrency > 1 commit past in-flight records). They arrive in batches of what has
-  been fetched (processors/batches.py): a batch's outputs are queued as one producer batch per
-  partition (processors/outputs.py) and its threads' states saved once, all before any of its
+  #606 makes concurrency > 1 commit past in-flight records). They arrive in batches of what
+  has been fetched (batches.py): a batch's outputs are queued as one producer batch per
+  partition (output_batch.py) and its threads' states saved once, all before any of its
   records is acked;
 - the thread state saved carries the outputs of records not yet committed, so a record re-read
   after a crash re-emits exactly what it produced (the core's replay rule);
@@ -32,13 +32,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import THREAD_TABLE, Settings
 from processors import exit_codes
-from processors.admin import Cluster, current_identity
-from processors.batches import drop_if_stale, ready_batches
-from processors.consumer import SafeConsumer
 from processors.core import Position, ThreadState
-from processors.handler import Handled, Headers, RecordHandler, forward, origin_of
-from processors.metrics import Metrics
-from processors.outputs import OutputBatch, Queued, Target
+from processors.kafka.topics import Cluster, current_identity
+from processors.worker.batches import drop_if_stale, ready_batches
+from processors.worker.consumer import SafeConsumer
+from processors.worker.handler import Handled, Headers, RecordHandler, forward, origin_of
+from processors.worker.metrics import Metrics
+from processors.worker.output_batch import OutputBatch, Queued, Target
 
 log = logging.getLogger("orchestral.worker")
 
@@ -49,7 +49,7 @@ def broker_urls(settings: Settings) -> list[str]:
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
     """faust's own settings, derived from ours (faust's defaults are wrong for us, see why)."""
-    from processors.connection import faust_credentials
+    from processors.kafka.connection import faust_credentials
 
     return {
         "broker": broker_urls(settings),
@@ -75,11 +75,11 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # After a crash, local RocksDB may hold writes the changelog lacks (an aborted
         # transaction, an unflushed send): faust calls that inconsistent and crashes. The core
         # makes it safe: the records behind those writes are re-read, recognised as replays,
-        # re-emitted and re-saved (processors/handler.py).
+        # re-emitted and re-saved (processors/worker/handler.py).
         "recovery_consistency_check": False,
         "key_serializer": "raw",
         "value_serializer": "raw",
-        # SASL / TLS, from the same place as every other client's (processors/connection.py).
+        # SASL / TLS, from the same place as every other client's (processors/kafka/connection.py).
         "broker_credentials": faust_credentials(settings),
     }
 
@@ -91,7 +91,7 @@ class Worker:
         self.settings = settings
         self.cluster = cluster
         # Stamped on every position: a state built from an older incarnation of the events
-        # topic is recognised as such (processors/local_state.py, ThreadState.epoch).
+        # topic is recognised as such (processors/worker/local_state.py, ThreadState.epoch).
         self.epoch = cluster.identity.epoch(settings.events_topic)
         self._identity_checked = 0.0  # monotonic time of the last check that found it unchanged
         self.handler = RecordHandler(settings)
@@ -106,7 +106,7 @@ class Worker:
         # Under exactly-once: changelog partition -> last offset delivered since the last commit.
         self._delivered_changelog: dict[TP, int] = {}
         self.app = faust.App(settings.app_id, **faust_settings(settings))
-        # Before faust creates its consumer: processors/consumer.py says what it fixes.
+        # Before faust creates its consumer: processors/worker/consumer.py says what it fixes.
         cast(Any, self.app.transport).Consumer = SafeConsumer
         self.events = self.app.topic(
             settings.events_topic,
@@ -365,7 +365,7 @@ class Worker:
     async def _check_identity(self) -> None:
         """Exit if the cluster or the events topic is not the one the local state belongs to
         (wiped or recreated under the running worker): this batch is not acked, and the restart
-        discards the local state (processors/local_state.py). Checked at most once a second;
+        discards the local state (processors/worker/local_state.py). Checked at most once a second;
         while the cluster does not answer, the batch waits (it could not commit anyway)."""
         if time.monotonic() - self._identity_checked < 1.0:
             return

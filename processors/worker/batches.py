@@ -3,7 +3,7 @@
 Per input record the worker produces about four records (store, outcome, interaction, state
 changelog); handing them to the producer one call at a time cost more than the thread runtime
 itself. Handling the records of a batch together lets their outputs go out as one aiokafka batch
-per topic-partition (processors/outputs.py) and their states be saved once per thread.
+per topic-partition (processors/worker/output_batch.py) and their states be saved once per thread.
 
 faust's `Stream.take_events(max, within)` waits up to `within` for a full batch (latency at low
 load) and stops reading while a batch is handled. Here the stream is read in the background into

@@ -18,7 +18,7 @@ but were committed with the gap: lost, under both processing guarantees.
 `SafeConsumer` notices a seek made while the loop works through a batch, drops the rest of
 that batch and seeks to the committed offsets again, which also puts the read offsets back: the
 next fetch starts from the committed offset, and records handled meanwhile are read again (the
-worker recognises them, processors/app.py).
+worker recognises them, processors/worker/app.py).
 
 2. Changelog highwaters under exactly-once.
 

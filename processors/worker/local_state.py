@@ -17,7 +17,7 @@ import re
 import shutil
 from pathlib import Path
 
-from processors.cluster_identity import ClusterIdentity
+from processors.worker.cluster_identity import ClusterIdentity
 
 log = logging.getLogger("orchestral.worker")
 

@@ -1,0 +1,1 @@
+"""The Faust shell: the only package that imports faust. Import its modules directly."""
