@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks.markdown import replace_section
 from devtools.workload import generate
-from processors.core import Position, ThreadState, apply_in_place, default_settings
+from processors.core import Position, ThreadState, apply_in_place, default_limits
 from schemas.avro_codec import AvroCodec
 from schemas.codec import Codec, InputDecoder
 from schemas.json_codec import JsonCodec
@@ -35,7 +35,7 @@ SECTION = "## Core (in process)"
 
 
 def reduce_only(records: list[Event | Command]) -> Callable[[], int]:
-    settings = default_settings()
+    limits = default_limits()
 
     def run() -> int:
         states: dict[str, ThreadState] = {}
@@ -44,7 +44,7 @@ def reduce_only(records: list[Event | Command]) -> Callable[[], int]:
             if state is None:
                 state = states[record.thread_id] = ThreadState(record.thread_id)
             apply_in_place(
-                state, record, Position("events", 0, offset), settings, committed_offset=offset
+                state, record, Position("events", 0, offset), limits, committed_offset=offset
             )
         return len(records)
 
@@ -52,7 +52,7 @@ def reduce_only(records: list[Event | Command]) -> Callable[[], int]:
 
 
 def pipeline(values: list[bytes], codec: Codec) -> Callable[[], int]:
-    settings = default_settings()
+    limits = default_limits()
     decoder = InputDecoder()
 
     def run() -> int:
@@ -63,7 +63,7 @@ def pipeline(values: list[bytes], codec: Codec) -> Callable[[], int]:
             if state is None:
                 state = states[record.thread_id] = ThreadState(record.thread_id)
             outputs = apply_in_place(
-                state, record, Position("events", 0, offset), settings, committed_offset=offset
+                state, record, Position("events", 0, offset), limits, committed_offset=offset
             )
             for _, output in outputs:
                 codec.encode(output)

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.core.limits import Limits
 from schemas.errors import ConfigurationError
 from schemas.records import PolicyName, canonical_policy_name
 
@@ -234,6 +235,20 @@ class Settings(BaseSettings):
     def changelog_topic(self) -> str:
         """The thread table's changelog: faust names it `{app id}-{table name}-changelog`."""
         return f"{self.app_id}-{THREAD_TABLE}-changelog"
+
+    def limits(self) -> Limits:
+        """The core's knobs (the core never reads the environment itself)."""
+        return Limits(
+            default_policy=self.default_policy,
+            max_parallel=self.max_parallel,
+            max_queue_depth=self.max_queue_depth,
+            max_interactions_per_thread=self.max_interactions_per_thread,
+            auto_cleanup=self.auto_cleanup,
+            terminal_retention=self.terminal_retention,
+            dedupe_window=self.dedupe_window,
+            replay_buffer=self.replay_buffer,
+            events_topic=self.events_topic,
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:

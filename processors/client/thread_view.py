@@ -9,7 +9,7 @@ from processors.core import ThreadState, effective_policy
 
 
 def describe_state(state: ThreadState, settings: Settings) -> dict[str, Any]:
-    policy = effective_policy(None, state.policy, settings)
+    policy = effective_policy(None, state.policy, settings.limits())
     return {
         "thread_id": state.thread_id,
         "known": True,

@@ -1,11 +1,12 @@
 """The thread runtime, pure: state, policies and transitions, with no I/O, clock or randomness.
 
-- `apply(state, record, position, settings)` -> (new state, outputs): one record of one thread.
-- `replay(records, settings=None)` -> outputs: the whole core over a list, the worker's oracle.
+- `apply(state, record, position, limits)` -> (new state, outputs): one record of one thread.
+- `replay(records, limits=None)` -> outputs: the whole core over a list, the worker's oracle.
 """
 
-from processors.core.policy import Action, Decision, Policy, decide, effective_policy
-from processors.core.replay import default_settings, invalid_outcome, process_value, replay
+from processors.core.limits import Limits, Policy
+from processors.core.policy import Action, Decision, decide, effective_policy
+from processors.core.replay import default_limits, invalid_outcome, process_value, replay
 from processors.core.runtime import OUTCOMES, STORE, Position, apply, apply_in_place
 from processors.core.state import Interaction, Output, QueuedEvent, ThreadState
 
@@ -15,6 +16,7 @@ __all__ = [
     "Action",
     "Decision",
     "Interaction",
+    "Limits",
     "Output",
     "Policy",
     "Position",
@@ -23,7 +25,7 @@ __all__ = [
     "apply",
     "apply_in_place",
     "decide",
-    "default_settings",
+    "default_limits",
     "effective_policy",
     "invalid_outcome",
     "process_value",

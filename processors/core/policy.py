@@ -21,42 +21,22 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from config.settings import Settings
-from schemas.records import PolicySpec, canonical_policy_name
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    name: str
-    max_parallel: int
-    max_queue_depth: int
+from processors.core.limits import Limits, Policy
+from schemas.records import PolicySpec
 
 
 def effective_policy(
-    override: PolicySpec | None, configured: PolicySpec | None, settings: Settings
+    override: PolicySpec | None, configured: PolicySpec | None, limits: Limits
 ) -> Policy:
     """The event's own override, else the thread's `configure`d policy, else the default."""
     spec = override or configured
     if spec is None:
-        return _default_policy(settings)
+        return limits.default
     return Policy(
         name=spec.name,
-        max_parallel=spec.max_parallel or settings.max_parallel,
-        max_queue_depth=spec.max_queue_depth or settings.max_queue_depth,
+        max_parallel=spec.max_parallel or limits.max_parallel,
+        max_queue_depth=spec.max_queue_depth or limits.max_queue_depth,
     )
-
-
-# Settings objects are immutable: their default policy is built once (it is asked per record).
-_DEFAULTS: dict[int, tuple[Settings, Policy]] = {}
-
-
-def _default_policy(settings: Settings) -> Policy:
-    cached = _DEFAULTS.get(id(settings))
-    if cached is None or cached[0] is not settings:
-        name = str(canonical_policy_name(settings.default_policy))
-        policy = Policy(name, settings.max_parallel, settings.max_queue_depth)
-        _DEFAULTS[id(settings)] = cached = (settings, policy)
-    return cached[1]
 
 
 class Action(enum.Enum):

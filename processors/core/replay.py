@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
-from config.settings import Settings
 from processors.core import ids
+from processors.core.limits import Limits
 from processors.core.runtime import OUTCOMES, Position, apply_in_place, outcome_record
 from processors.core.state import Output, ThreadState
 from schemas import timestamps
@@ -21,29 +21,29 @@ from schemas.records import parse_input
 ReplayItem: TypeAlias = Mapping[str, Any] | tuple[int, int, Mapping[str, Any]]
 
 
-def default_settings() -> Settings:
-    """The documented defaults, ignoring the environment (replay must not depend on it)."""
-    return Settings.model_construct()
+def default_limits() -> Limits:
+    """The documented defaults (replay must not depend on the environment)."""
+    return Limits()
 
 
-def replay(records: Iterable[ReplayItem], settings: Settings | None = None) -> list[Output]:
+def replay(records: Iterable[ReplayItem], limits: Limits | None = None) -> list[Output]:
     """Every output record, in order, as ("store" | "outcomes", decoded value) pairs.
 
     A record without `event_id` gets the id derived from its position: its index in `records`
     on partition 0 of the events topic, unless it is given as (partition, offset, value).
     """
-    settings = settings or default_settings()
+    limits = limits or default_limits()
     states: dict[str, ThreadState] = {}
     outputs: list[Output] = []
     for index, item in enumerate(records):
         partition, offset, value = item if isinstance(item, tuple) else (0, index, item)
-        position = Position(settings.events_topic, partition, offset)
-        outputs.extend(process_value(states, value, position, settings))
+        position = Position(limits.events_topic, partition, offset)
+        outputs.extend(process_value(states, value, position, limits))
     return outputs
 
 
 def process_value(
-    states: dict[str, ThreadState], value: Any, position: Position, settings: Settings
+    states: dict[str, ThreadState], value: Any, position: Position, limits: Limits
 ) -> list[Output]:
     """One decoded value against an in-memory map of thread states (invalid ones answered)."""
     try:
@@ -55,7 +55,7 @@ def process_value(
     if state is None:
         state = states[record.thread_id] = ThreadState(record.thread_id)
     # Nothing before this record will be re-read: keep no replay buffer.
-    return apply_in_place(state, record, position, settings, committed_offset=position.offset)
+    return apply_in_place(state, record, position, limits, committed_offset=position.offset)
 
 
 def invalid_outcome(value: Any, error: DecodeError, position: Position) -> Output | None:

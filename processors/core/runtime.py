@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from config.settings import Settings
 from processors.core import ids
-from processors.core.policy import Action, Policy, decide, effective_policy
+from processors.core.limits import Limits, Policy
+from processors.core.policy import Action, decide, effective_policy
 from processors.core.state import Interaction, Output, QueuedEvent, ThreadState
 from schemas.records import Command, Event
 
@@ -61,27 +61,27 @@ def apply(
     state: ThreadState | None,
     record: Event | Command,
     position: Position,
-    settings: Settings,
+    limits: Limits,
     *,
     committed_offset: int | None = None,
 ) -> tuple[ThreadState, list[Output]]:
     """Apply one record to a copy of `state` (None: a new thread); the input is left untouched."""
     new = ThreadState(record.thread_id) if state is None else state.copy()
-    return new, apply_in_place(new, record, position, settings, committed_offset=committed_offset)
+    return new, apply_in_place(new, record, position, limits, committed_offset=committed_offset)
 
 
 def apply_in_place(
     state: ThreadState,
     record: Event | Command,
     position: Position,
-    settings: Settings,
+    limits: Limits,
     *,
     committed_offset: int | None = None,
 ) -> list[Output]:
     """`apply`, mutating `state`: for callers that own a freshly decoded state (the worker).
 
     `committed_offset`: every record of this partition before it is committed, so their outputs
-    need not be kept for replay. None keeps up to `settings.replay_buffer` of them.
+    need not be kept for replay. None keeps up to `limits.replay_buffer` of them.
     """
     if applied_before(state, position):
         outputs = state.recent.get(position.offset)
@@ -90,9 +90,9 @@ def apply_in_place(
         # Not a replay that can be repeated (see `replay_missing`): the record is taken as new,
         # and the buffer, whose offsets cannot be trusted either, is dropped.
         state.recent.clear()
-    step = _Step(state, record, position, settings)
+    step = _Step(state, record, position, limits)
     step.run()
-    _remember(state, step, settings, committed_offset)
+    _remember(state, step, limits, committed_offset)
     return step.outputs
 
 
@@ -119,14 +119,14 @@ def replay_missing(state: ThreadState, position: Position) -> bool:
 
 
 def _remember(
-    state: ThreadState, step: _Step, settings: Settings, committed_offset: int | None
+    state: ThreadState, step: _Step, limits: Limits, committed_offset: int | None
 ) -> None:
     event_id, offset = step.record.event_id, step.position.offset
     # An `invalid` record changed nothing: its id stays free for a corrected resend.
-    if event_id is not None and not step.invalid and settings.dedupe_window:
+    if event_id is not None and not step.invalid and limits.dedupe_window:
         seen = state.seen
         seen[event_id] = offset
-        if len(seen) > settings.dedupe_window:
+        if len(seen) > limits.dedupe_window:
             del seen[next(iter(seen))]
     recent = state.recent
     position = step.position
@@ -140,7 +140,7 @@ def _remember(
         for old in [o for o in recent if o < committed_offset]:
             del recent[old]
     recent[offset] = step.outputs
-    if len(recent) > settings.replay_buffer:
+    if len(recent) > limits.replay_buffer:
         del recent[next(iter(recent))]
 
 
@@ -151,7 +151,7 @@ class _Step:
     state: ThreadState
     record: Event | Command
     position: Position
-    settings: Settings
+    limits: Limits
     outputs: list[Output] = field(default_factory=list)
     event_id: str = ""
     invalid: bool = False
@@ -229,7 +229,7 @@ class _Step:
             # queued copy) is still known: starting it would reuse that interaction's id.
             self.outcome("duplicate", event.interaction_id, f"Duplicate event_id: {self.event_id}")
             return
-        policy = effective_policy(event.concurrency, state.policy, self.settings)
+        policy = effective_policy(event.concurrency, state.policy, self.limits)
         merge_into = self.merge_target(event) if policy.name == "merge" else None
         decision = decide(
             policy,
@@ -283,7 +283,7 @@ class _Step:
         state = self.state
         if purge and self.auto_cleanup and policy.name != "parallel":
             self.purge_terminal()
-        limit = state.max_interactions or self.settings.max_interactions_per_thread
+        limit = state.max_interactions or self.limits.max_interactions_per_thread
         if len(state.nonterminal()) >= limit:
             self.reject_stored(event, f"Maximum active interactions ({limit}) reached")
             return
@@ -348,7 +348,7 @@ class _Step:
     @property
     def auto_cleanup(self) -> bool:
         configured = self.state.auto_cleanup
-        return self.settings.auto_cleanup if configured is None else configured
+        return self.limits.auto_cleanup if configured is None else configured
 
     def transition(
         self, interaction: Interaction, new_state: str, *, rolled_back: bool = False
@@ -390,10 +390,10 @@ class _Step:
 
     def enforce_retention(self) -> None:
         interactions = self.state.interactions
-        if len(interactions) <= self.settings.terminal_retention:
+        if len(interactions) <= self.limits.terminal_retention:
             return  # fewer interactions than the limit, so fewer terminal ones too
         terminal = [i.id for i in interactions.values() if i.terminal]
-        for iid in terminal[: max(0, len(terminal) - self.settings.terminal_retention)]:
+        for iid in terminal[: max(0, len(terminal) - self.limits.terminal_retention)]:
             del interactions[iid]
 
     def drain_queue(self) -> None:
@@ -402,7 +402,7 @@ class _Step:
         if not state.queue or state.busy:
             return
         queued = state.queue.pop(0)
-        policy = effective_policy(None, state.policy, self.settings)
+        policy = effective_policy(None, state.policy, self.limits)
         self.start(queued.event, queued.event_id, policy, announce=False)
 
     # --- output records -----------------------------------------------------------------------

@@ -55,6 +55,7 @@ class Handled:
 class RecordHandler:
     def __init__(self, settings: Settings, codec: Codec | None = None) -> None:
         self.settings = settings
+        self.limits = settings.limits()
         self.codec = codec or make_codec(settings.codec)
         self.decoder = InputDecoder()
         self._topics = {STORE: settings.store_topic, OUTCOMES: settings.outcomes_topic}
@@ -86,7 +87,7 @@ class RecordHandler:
         before = (state.partition, state.offset)
         missing = replay_missing(state, position)
         outputs = apply_in_place(
-            state, record, position, self.settings, committed_offset=committed_offset
+            state, record, position, self.limits, committed_offset=committed_offset
         )
         # A replayed record is saved again too: the write that first followed it may be lost
         # (killed before the flush) or aborted (exactly-once), and the offset is about to move

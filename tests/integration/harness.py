@@ -223,7 +223,8 @@ def encode_inputs(records: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
 def expected_outputs(
     positions: list[tuple[int, int]], values: list[Any], settings: Settings
 ) -> list[Output]:
-    return replay([(p, o, v) for (p, o), v in zip(positions, values, strict=True)], settings)
+    limits = settings.limits()
+    return replay([(p, o, v) for (p, o), v in zip(positions, values, strict=True)], limits)
 
 
 async def oracle(deployment: Deployment) -> list[Output]:

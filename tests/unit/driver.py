@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.settings import Settings
-from processors.core import OUTCOMES, STORE, Output, Position, ThreadState, process_value
+from processors.core import OUTCOMES, STORE, Limits, Output, Position, ThreadState, process_value
 
 T0 = "2026-11-24T06:00:00Z"
 
@@ -16,16 +15,16 @@ def ts(n: int) -> str:
 
 class Driver:
     def __init__(self, **overrides: Any) -> None:
-        self.settings = Settings.model_construct(**overrides)
+        self.limits = Limits(**overrides)
         self.states: dict[str, ThreadState] = {}
         self.offset = 0
         self.log: list[Output] = []
 
     def send(self, record: dict[str, Any]) -> list[Output]:
         record = {"timestamp": ts(self.offset), **record}
-        position = Position(self.settings.events_topic, 0, self.offset)
+        position = Position(self.limits.events_topic, 0, self.offset)
         self.offset += 1
-        outputs = process_value(self.states, record, position, self.settings)
+        outputs = process_value(self.states, record, position, self.limits)
         self.log.extend(outputs)
         return outputs
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 from hypothesis import strategies as st
 
 from config.settings import Settings
+from processors.core import Limits
 
 ABSENT: Final = "<absent>"
 
@@ -64,8 +65,13 @@ def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[
 
 
 def make_settings(**kwargs: Any) -> Settings:
+    """Settings for the shell (the record handler); every field it reads is given."""
+    return Settings(events_topic="orchestral.events", replay_buffer=10_000, **kwargs)
+
+
+def make_limits(**kwargs: Any) -> Limits:
     # Every field the core reads is given, so the environment cannot leak in.
-    return Settings(
+    return Limits(
         events_topic="orchestral.events",
         replay_buffer=10_000,
         **kwargs,
@@ -75,9 +81,9 @@ def make_settings(**kwargs: Any) -> Settings:
 FLAVOURS: Final = ("mixed", "crowded", "queue")
 
 
-def runtime_settings(
+def runtime_limits(
     *, dedupe_window: st.SearchStrategy[int] | None = None, flavour: str = "mixed"
-) -> st.SearchStrategy[Settings]:
+) -> st.SearchStrategy[Limits]:
     """`crowded`: only policies that let interactions pile up, and room for several;
     `queue`: the queue policy by default."""
     if flavour == "crowded":
@@ -88,7 +94,7 @@ def runtime_settings(
         policies = st.sampled_from((*ALL_POLICY_NAMES, "parallel", "parallel", "queue", "merge"))
     low = 2 if flavour == "crowded" else 1
     return st.builds(
-        make_settings,
+        make_limits,
         default_policy=policies,
         max_parallel=st.integers(low, 4),
         max_queue_depth=st.integers(1, 3),
@@ -417,7 +423,7 @@ def scenarios(
     dedupe_window: st.SearchStrategy[int] | None = None,
     flavour: str | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """Settings, how many threads are in play, and a symbolic plan.
+    """Limits, how many threads are in play, and a symbolic plan.
 
     `flavour`: "mixed" (anything), "crowded" (several interactions alive per thread: which one
     an event resumes or merges into matters), "queue" (the queue fills and drains); None for
@@ -434,7 +440,7 @@ def scenarios(
         )
     return st.fixed_dictionaries(
         {
-            "settings": runtime_settings(dedupe_window=dedupe_window, flavour=flavour),
+            "settings": runtime_limits(dedupe_window=dedupe_window, flavour=flavour),
             # One thread most often: more collisions between its records.
             "threads": st.sampled_from((1, 1, 1, 2, 3)),
             "steps": st.builds(

@@ -11,15 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from config.settings import Settings
 from processors.client.client import Client, RecordRefused, dead_letter_view
 from processors.core import Position
 from processors.core.runtime import NULL_PAYLOAD_REASON
 from processors.worker.handler import RecordHandler
 from schemas.json_codec import JsonCodec
 from schemas.records import INPUT_TYPES
-from tests.unit.strategies import json_values, make_settings
+from tests.unit.strategies import json_values
 
-SETTINGS = make_settings()
+SETTINGS = Settings(events_topic="orchestral.events")
 NOW = "2026-12-01T10:00:00.000Z"
 
 
@@ -114,7 +115,7 @@ def test_values_json_cannot_carry_are_refused() -> None:
 
 
 def test_a_record_over_the_limit_is_refused_naming_the_setting() -> None:
-    client = Client(make_settings(max_input_bytes=2048))
+    client = Client(Settings(events_topic="orchestral.events", max_input_bytes=2048))
     client.prepare({"type": "user_input", "thread_id": "t", "payload": "a" * 1500})
     with pytest.raises(RecordRefused, match="over ORCHESTRAL_MAX_INPUT_BYTES=2048"):
         client.prepare({"type": "user_input", "thread_id": "t", "payload": "a" * 2048})

@@ -23,8 +23,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from config.settings import Settings
-from processors.core import Position, ThreadState, apply, ids, replay
+from processors.core import Limits, Position, ThreadState, apply, ids, replay
 from processors.core.state import Output
 from schemas.json_codec import JsonCodec
 from schemas.records import (
@@ -104,19 +103,19 @@ class Step:
 
 @dataclass
 class Run:
-    settings: Settings
+    settings: Limits
     values: list[dict[str, Any]]
     steps: list[Step]
     states: dict[str, ThreadState]  # the last state of each thread
 
 
-def position(s: Settings, offset: int) -> Position:
+def position(s: Limits, offset: int) -> Position:
     return Position(s.events_topic, 0, offset)
 
 
 def execute(scenario: dict[str, Any]) -> Run:
     """Feed the plan one record at a time, resolving interaction references as it goes."""
-    cfg: Settings = scenario["settings"]
+    cfg: Limits = scenario["settings"]
     states: dict[str, ThreadState] = {}
     started: dict[str, list[str]] = {}  # per thread, in start order
     announced: dict[str, dict[str, str]] = {}  # per thread: interaction -> last announced state
@@ -186,10 +185,10 @@ class Model:
     def nonterminal(self) -> list[str]:
         return [i for i, s in self.states.items() if s not in TERMINAL]
 
-    def limit(self, cfg: Settings) -> int:
+    def limit(self, cfg: Limits) -> int:
         return self.max_interactions or cfg.max_interactions_per_thread
 
-    def effective(self, value: dict[str, Any], cfg: Settings) -> tuple[str, int, int]:
+    def effective(self, value: dict[str, Any], cfg: Limits) -> tuple[str, int, int]:
         """The policy of an event: its override, else the configured one, else the default."""
         spec = (
             _spec(value.get("concurrency"), value)
@@ -198,7 +197,7 @@ class Model:
         )
         return spec[0], spec[1] or cfg.max_parallel, spec[2] or cfg.max_queue_depth
 
-    def expects_duplicate(self, event_id: str, cfg: Settings) -> bool:
+    def expects_duplicate(self, event_id: str, cfg: Limits) -> bool:
         """The id is certainly within the dedupe window ("the last N ids"), whichever way that is
         read (N ids first seen since, or N ids seen since its last sighting): fewer than N records
         of this thread came after its first sighting, so at most N-1 other ids can be newer."""
@@ -477,7 +476,7 @@ def _complete_newest() -> dict[str, Any]:
 # starts X again: cancelled -> active.
 @example(
     {
-        "settings": S.make_settings(dedupe_window=0, default_policy="interrupt", auto_cleanup=True),
+        "settings": S.make_limits(dedupe_window=0, default_policy="interrupt", auto_cleanup=True),
         "threads": 1,
         "steps": [_user_input("e1"), _user_input("e2"), _user_input("e1")],
     }

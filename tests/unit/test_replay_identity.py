@@ -11,13 +11,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.settings import Settings
-from processors.core import Output, Position, ThreadState, apply_in_place
+from processors.core import Limits, Output, Position, ThreadState, apply_in_place
 from processors.core.runtime import replay_missing
 from schemas.records import parse_input
 
-SETTINGS = Settings.model_construct()
-TOPIC = SETTINGS.events_topic
+LIMITS = Limits()
+TOPIC = LIMITS.events_topic
 
 
 def message(n: int) -> Any:
@@ -39,7 +38,7 @@ def outcome(outputs: list[Output]) -> dict[str, Any]:
 
 def feed(state: ThreadState, offsets: list[int], epoch: int | None, first: int = 0) -> list[Any]:
     return [
-        outcome(apply_in_place(state, message(first + i), Position(TOPIC, 0, o, epoch), SETTINGS))
+        outcome(apply_in_place(state, message(first + i), Position(TOPIC, 0, o, epoch), LIMITS))
         for i, o in enumerate(offsets)
     ]
 
