@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
@@ -136,6 +137,7 @@ class Client:
         self.codec = make_codec(settings.codec)
         self.decoder = InputDecoder()
         self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
 
     async def __aenter__(self) -> Client:
         return self
@@ -143,6 +145,8 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         if self._producer is not None:
             await self._producer.stop()
+        if self._admin is not None:
+            await self._admin.close()
 
     # --- producing --------------------------------------------------------------------------
 
@@ -356,15 +360,18 @@ class Client:
             auto_offset_reset="earliest",
         )
 
-    @staticmethod
     async def _partitions(
-        consumer: AIOKafkaConsumer, topic: str, thread_id: str | None
+        self, consumer: AIOKafkaConsumer, topic: str, thread_id: str | None
     ) -> list[TopicPartition]:
         """All partitions of `topic`, or only the one `thread_id` hashes to."""
         # A consumer's cached metadata only knows subscribed topics: ask the cluster.
-        metadata = await consumer._client.fetch_all_metadata()
-        partitions = sorted(metadata.partitions_for_topic(topic) or ())
-        if not partitions:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(**kafka_kwargs(self.settings))
+            await start_client(admin, self.settings)
+            self._admin = admin
+        [described] = await self._admin.describe_topics([topic])
+        partitions = sorted(p["partition"] for p in described.get("partitions") or ())
+        if not partitions or described.get("error_code"):
             return []
         if thread_id is None:
             return [TopicPartition(topic, p) for p in partitions]

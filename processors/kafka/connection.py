@@ -98,30 +98,8 @@ def kafka_kwargs(settings: Settings) -> dict[str, Any]:
     if uses_sasl(settings):
         kwargs["sasl_mechanism"] = settings.sasl_mechanism
         kwargs["sasl_plain_username"] = settings.sasl_username
-        kwargs["sasl_plain_password"] = _password(settings)
+        kwargs["sasl_plain_password"] = sasl_password(settings)
     return kwargs
-
-
-def faust_credentials(settings: Settings) -> Any:
-    """faust's `broker_credentials` for these settings (None for PLAINTEXT).
-
-    faust-streaming 0.15 maps SASLCredentials (any SASLMechanism, SCRAM-SHA-512 included) and
-    SSLCredentials onto the same aiokafka arguments as `kafka_kwargs`, for its consumer, its
-    producers (transactional ones too) and the client it creates topics with.
-    """
-    from faust.auth import SASLCredentials, SSLCredentials  # faust is slow to import
-
-    context = ssl_context(settings)
-    if uses_sasl(settings):
-        return SASLCredentials(
-            username=settings.sasl_username,
-            password=_password(settings),
-            ssl_context=context,  # SASL_SSL when set, else SASL_PLAINTEXT
-            mechanism=settings.sasl_mechanism,
-        )
-    if context is not None:
-        return SSLCredentials(context)
-    return None
 
 
 async def start_client(client: Any, settings: Settings, timeout: float | None = None) -> None:
@@ -211,7 +189,7 @@ def _security_error(
     return None
 
 
-def _password(settings: Settings) -> str | None:
+def sasl_password(settings: Settings) -> str | None:
     secret = settings.sasl_password
     return secret.get_secret_value() if secret is not None else None
 

@@ -13,7 +13,6 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from config.settings import Settings
 from processors.kafka.connection import kafka_kwargs, start_client
-from processors.worker.cluster_identity import ClusterIdentity, describe
 from schemas.errors import BrokerUnreachable as BrokerUnreachable  # re-exported (worker.py)
 
 log = logging.getLogger("orchestral.admin")
@@ -41,7 +40,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Same partition count as the input, so a DLQ record can stay on its partition.
         TopicSpec(settings.dlq_topic, p, large),
         # Created here rather than by faust, so its id is known before faust starts (the local
-        # state's identity, processors/worker/local_state.py). What faust would create: compacted.
+        # state's identity, processors/worker/local_state.py). As faust would create it: compacted.
         TopicSpec(settings.changelog_topic, p, {"cleanup.policy": "compact", **large}),
     ]
 
@@ -70,43 +69,16 @@ async def connect_admin(settings: Settings) -> AIOKafkaAdminClient:
     )
 
 
-@dataclass(frozen=True)
-class Cluster:
-    """What the worker learns before it starts: who the cluster is, how the input is split."""
-
-    identity: ClusterIdentity
-    events_partitions: int
-
-
-async def prepare_cluster(settings: Settings) -> Cluster:
-    """Create missing topics, then describe them (processors/worker/cluster_identity.py)."""
-    admin = await connect_admin(settings)
-    try:
-        counts = await _create_missing(admin, settings)
-        topics = [settings.events_topic, settings.changelog_topic]
-        return Cluster(await describe(admin, topics), counts[settings.events_topic])
-    finally:
-        await admin.close()
-
-
-async def current_identity(settings: Settings) -> ClusterIdentity:
-    admin = await connect_admin(settings)
-    try:
-        return await describe(admin, [settings.events_topic, settings.changelog_topic])
-    finally:
-        await admin.close()
-
-
 async def ensure_topics(settings: Settings) -> None:
     """Create missing topics; warn when an existing one has another partition count."""
     admin = await connect_admin(settings)
     try:
-        await _create_missing(admin, settings)
+        await create_missing_topics(admin, settings)
     finally:
         await admin.close()
 
 
-async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> dict[str, int]:
+async def create_missing_topics(admin: AIOKafkaAdminClient, settings: Settings) -> dict[str, int]:
     """Create the topics that do not exist; returns every topic's partition count."""
     existing = await _partition_counts(admin)
     missing = [s for s in topic_specs(settings) if s.name not in existing]

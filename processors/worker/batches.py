@@ -23,6 +23,8 @@ from typing import Any
 
 from faust.types import AppT, EventT, StreamT
 
+from processors.worker import faust_compat
+
 
 async def ready_batches(stream: StreamT[Any], max_size: int) -> AsyncIterator[list[EventT[Any]]]:
     """Yield the events read so far, in order, at most `max_size` at a time."""
@@ -50,7 +52,7 @@ async def ready_batches(stream: StreamT[Any], max_size: int) -> AsyncIterator[li
 
     live.enable_acks = False  # the agent acks each event itself
     live.add_processor(collect)
-    live._enable_passive(aiter(live.channel))  # read the stream in the background
+    faust_compat.read_in_background(live)
     try:
         while not live.should_stop:
             await live.wait_for_stopped(ready)
@@ -63,7 +65,7 @@ async def ready_batches(stream: StreamT[Any], max_size: int) -> AsyncIterator[li
             room.set()
             yield batch
     finally:
-        live._processors.remove(collect)
+        faust_compat.remove_processor(live, collect)
 
 
 async def _let_arrive(buffer: list[Any], max_size: int, quiet_rounds: int = 3) -> None:

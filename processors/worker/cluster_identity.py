@@ -4,119 +4,22 @@ Local state is only valid for the topics it was built from (contract, "Local sta
 belong to the topic"): a wiped broker or a deleted and recreated topic starts its offsets at 0
 again, and a kept data dir would take the new records for replays. Kafka names each cluster and
 each topic incarnation with an id: the cluster id (Metadata v2+) and the topic id (Metadata v10+,
-KIP-516). aiokafka 0.14 speaks Metadata up to v5 only, so it knows neither; this module sends
-Metadata v12 itself, over aiokafka's connection of an admin client (`_send_request`, a private
-method: pinned with aiokafka 0.14.0).
+KIP-516). aiokafka 0.14 speaks Metadata up to v5 only, so it knows neither: the request is sent
+by `faust_compat.cluster_and_topic_ids`.
 """
 
 from __future__ import annotations
 
-import uuid
 import zlib
 from dataclasses import dataclass
-from io import BytesIO
-from typing import Any, TypeAlias
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.types import (
-    AbstractType,
-    Boolean,
-    CompactArray,
-    CompactString,
-    Int16,
-    Int32,
-    Schema,
-    TaggedFields,
-)
 
-NO_TOPIC_ID = "00000000-0000-0000-0000-000000000000"
-
-
-class _Uuid(AbstractType[str]):  # type: ignore[misc]
-    @classmethod
-    def encode(cls, value: str) -> bytes:
-        return uuid.UUID(value).bytes
-
-    @classmethod
-    def decode(cls, data: BytesIO) -> str:
-        return str(uuid.UUID(bytes=data.read(16)))
-
-
-class _MetadataResponse_v12(Response):  # type: ignore[misc]
-    API_KEY = 3
-    API_VERSION = 12
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        (
-            "brokers",
-            CompactArray(
-                ("node_id", Int32),
-                ("host", CompactString("utf-8")),
-                ("port", Int32),
-                ("rack", CompactString("utf-8")),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("cluster_id", CompactString("utf-8")),
-        ("controller_id", Int32),
-        (
-            "topics",
-            CompactArray(
-                ("error_code", Int16),
-                ("name", CompactString("utf-8")),
-                ("topic_id", _Uuid),
-                ("is_internal", Boolean),
-                (
-                    "partitions",
-                    CompactArray(
-                        ("error_code", Int16),
-                        ("partition_index", Int32),
-                        ("leader_id", Int32),
-                        ("leader_epoch", Int32),
-                        ("replica_nodes", CompactArray(Int32)),
-                        ("isr_nodes", CompactArray(Int32)),
-                        ("offline_replicas", CompactArray(Int32)),
-                        ("tags", TaggedFields),
-                    ),
-                ),
-                ("topic_authorized_operations", Int32),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("tags", TaggedFields),
-    )
-
-
-class _MetadataRequest_v12(RequestStruct):  # type: ignore[misc]
-    FLEXIBLE_VERSION = True
-    API_KEY = 3
-    API_VERSION = 12
-    RESPONSE_TYPE = _MetadataResponse_v12
-    SCHEMA = Schema(
-        (
-            "topics",
-            CompactArray(
-                ("topic_id", _Uuid), ("name", CompactString("utf-8")), ("tags", TaggedFields)
-            ),
-        ),
-        ("allow_auto_topic_creation", Boolean),
-        ("include_topic_authorized_operations", Boolean),
-        ("tags", TaggedFields),
-    )
-
-
-_Struct: TypeAlias = _MetadataRequest_v12
-
-
-class _MetadataRequest(Request[_Struct]):  # type: ignore[misc]
-    API_KEY = 3
-
-    def __init__(self, topics: list[str]) -> None:
-        self._topics = topics
-
-    def build(self, request_struct_class: type[_Struct]) -> _Struct:
-        return request_struct_class([(NO_TOPIC_ID, t, {}) for t in self._topics], False, False, {})
+from config.settings import Settings
+from processors.kafka.topics import connect_admin, create_missing_topics
+from processors.worker import faust_compat
+from processors.worker.faust_compat import NO_TOPIC_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +53,31 @@ class ClusterIdentity:
 
 async def describe(admin: AIOKafkaAdminClient, topics: list[str]) -> ClusterIdentity:
     """The cluster id and the ids of those of `topics` that exist."""
-    response: Any = await admin._send_request(_MetadataRequest(topics))
-    ids = {
-        name: topic_id
-        for error_code, name, topic_id, *_ in response.topics
-        if error_code == 0 and topic_id != NO_TOPIC_ID
-    }
-    return ClusterIdentity(response.cluster_id, ids)
+    return ClusterIdentity(*await faust_compat.cluster_and_topic_ids(admin, topics))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What the worker learns before it starts: who the cluster is, how the input is split."""
+
+    identity: ClusterIdentity
+    events_partitions: int
+
+
+async def prepare_cluster(settings: Settings) -> Cluster:
+    """Create the missing topics, then describe them."""
+    admin = await connect_admin(settings)
+    try:
+        counts = await create_missing_topics(admin, settings)
+        topics = [settings.events_topic, settings.changelog_topic]
+        return Cluster(await describe(admin, topics), counts[settings.events_topic])
+    finally:
+        await admin.close()
+
+
+async def current_identity(settings: Settings) -> ClusterIdentity:
+    admin = await connect_admin(settings)
+    try:
+        return await describe(admin, [settings.events_topic, settings.changelog_topic])
+    finally:
+        await admin.close()

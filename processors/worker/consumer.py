@@ -18,7 +18,7 @@ but were committed with the gap: lost, under both processing guarantees.
 `SafeConsumer` notices a seek made while the loop works through a batch, drops the rest of
 that batch and seeks to the committed offsets again, which also puts the read offsets back: the
 next fetch starts from the committed offset, and records handled meanwhile are read again (the
-worker recognises them, processors/worker/app.py).
+worker recognises them, processing.py).
 
 2. Changelog highwaters under exactly-once.
 
@@ -44,20 +44,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
+
+from processors.worker import faust_compat
+
+if TYPE_CHECKING:
+    from processors.worker.checkpoint import Checkpoint
 
 log = logging.getLogger("orchestral.worker")
 
 
 class SafeConsumer(Consumer):
-    """faust's aiokafka consumer, without the three defects above."""
+    """faust's aiokafka consumer, without the three defects above; its commits go through the
+    worker's commit protocol once the agent has set `checkpoint` (checkpoint.py)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._seeks = 0  # seeks so far: a batch that sees this change is stale
+        self.checkpoint: Checkpoint | None = None
+
+    async def force_commit(self, *args: Any, **kwargs: Any) -> Any:
+        """faust's periodic and rebalance commits all come here (it is not on ConsumerT)."""
+        commit = super().force_commit
+        if self.checkpoint is None:
+            return await commit(*args, **kwargs)
+        return await self.checkpoint.commit(lambda: commit(*args, **kwargs))
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         if self.app.in_transaction:
@@ -87,10 +101,7 @@ class SafeConsumer(Consumer):
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
         """Each partition's end offset from the broker (the last stable offset under
         read_committed), never "unknown" as faust's exactly-once answer can be."""
-        thread: Any = self._thread
-        ends: Mapping[TP, int] = await thread.call_thread(
-            thread._ensure_consumer().end_offsets, list(partitions)
-        )
+        ends: Mapping[TP, int] = await faust_compat.broker_end_offsets(self, list(partitions))
         return ends
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:

@@ -1,16 +1,20 @@
-"""One Kafka record in, the records to produce and the state to save out. No I/O.
+"""One Kafka record in, the records to produce and the state to save out. No I/O, no faust.
 
-The worker's agent is a thin loop around `RecordHandler.handle`; this module is the part of the
-shell that can be tested without a broker:
+The worker's batch loop (processing.py) calls `RecordHandler.handle_safely`; this module is the
+part of the shell that can be tested without a broker:
 
 1. decode the value (either codec); undecodable -> DLQ (+ `invalid` if a thread id is readable);
 2. check the key is the record's `thread_id`; else DLQ + `invalid`;
 3. load the thread's state, apply the core, encode its outputs with the configured codec;
-4. hand back the state to save (also for a replayed record: see `handle`).
+4. hand back the state to save (also for a replayed record: see `handle`);
+5. a record whose outputs or state would be larger than the output topics accept, or that the
+   worker itself fails on (a bug, not bad input), is dead-lettered and changes nothing: the
+   broker would refuse it, and the partition would stop on it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -26,6 +30,8 @@ from schemas.errors import DecodeError
 from schemas.records import Command, Event, parse_input
 
 Headers = list[tuple[str, bytes]]
+
+log = logging.getLogger("orchestral.worker")
 
 # On a record the worker forwarded to its thread's partition: where it was first read.
 FORWARDED_FROM: Final = "orchestral-forwarded-from"
@@ -50,6 +56,10 @@ class Handled:
     # (processors.core.runtime.replay_missing).
     replay_missing: bool = False
     status: str | None = None  # of the record's outcome, when it has one
+    # Dead-lettered by the worker's own rules, not for being bad input: why.
+    internal_error: bool = False
+    too_large: bool = False
+    state_bytes: bytes | None = None  # `state` encoded, once it fits (`within_size_limit`)
 
 
 class RecordHandler:
@@ -101,6 +111,52 @@ class RecordHandler:
             status=_status(outputs),
         )
 
+    def handle_safely(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        position: Position,
+        load: Callable[[str], ThreadState | None],
+        *,
+        committed_offset: int | None = None,
+        origin: str | None = None,
+    ) -> Handled:
+        """`handle`, then the size rule; a failure of the worker itself on a record is
+        dead-lettered (a bug must not stop the partition)."""
+        try:
+            handled = self.handle(
+                key, value, position, load, committed_offset=committed_offset, origin=origin
+            )
+        except Exception as exc:
+            log.exception("internal error on %s:%s:%s", *_where(position))
+            handled = self.dead_letter_internal(key, value, exc, position)
+            handled.internal_error = True
+        return self.within_size_limit(handled, key, value, position)
+
+    def within_size_limit(
+        self, handled: Handled, key: bytes | None, value: bytes | None, position: Position
+    ) -> Handled:
+        """`handled` with its state encoded; when one of its records or its state would be
+        larger than ORCHESTRAL_MAX_OUTPUT_BYTES, the input dead-lettered instead, the thread
+        left as it was."""
+        state = None
+        if handled.state is not None and handled.thread_id is not None:
+            state = handled.state.to_bytes()
+        sizes = [_size(r.key, r.value, r.headers) for r in handled.records]
+        largest = max([*sizes, len(state or b"")])
+        limit = self.settings.max_output_bytes
+        if largest <= limit:
+            handled.state_bytes = state
+            return handled
+        error = OutputTooLarge(
+            f"an output of this record would be {largest} bytes, over "
+            f"ORCHESTRAL_MAX_OUTPUT_BYTES ({limit})"
+        )
+        log.error("%s:%s:%s: %s", *_where(position), error)
+        dead = self.dead_letter_internal(key, value, error, position)
+        dead.too_large = True
+        return dead
+
     def encode(self, outputs: list[Output]) -> list[OutRecord]:
         return [
             OutRecord(self._topics[topic], value["thread_id"].encode(), self.codec.encode(value))
@@ -133,6 +189,25 @@ class RecordHandler:
         if invalid is not None:
             records.extend(self.encode([invalid]))
         return Handled(records=records, status=_status([invalid] if invalid else []))
+
+
+class OutputTooLarge(Exception):
+    """An output record or thread state larger than the output topics accept."""
+
+
+def _size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
+    """A record's size as the broker counts it, to within its fixed framing."""
+    framing = 128
+    return (
+        framing
+        + len(key or b"")
+        + len(value or b"")
+        + sum(len(k) + len(v) for k, v in headers or ())
+    )
+
+
+def _where(position: Position) -> tuple[str, int, int]:
+    return position.topic, position.partition, position.offset
 
 
 def _status(outputs: list[Output]) -> str | None:

@@ -10,8 +10,8 @@ import sys
 
 from config.settings import Settings
 from processors import exit_codes
-from processors.kafka.topics import prepare_cluster
-from processors.worker import logs
+from processors.worker import faust_compat, logs
+from processors.worker.cluster_identity import prepare_cluster
 from processors.worker.local_state import reconcile
 from schemas.errors import BrokerSecurityError, BrokerUnreachable, ConfigurationError
 
@@ -52,6 +52,13 @@ def run(settings: Settings) -> int:
     reconcile(settings.data_dir, cluster.identity)
     # asyncio.run closed its loop; faust takes the current one.
     asyncio.set_event_loop(asyncio.new_event_loop())
+    try:
+        untested = faust_compat.check()
+    except ConfigurationError as exc:
+        print(f"orchestral-stream worker: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
+    for problem in untested:  # allowed by ORCHESTRAL_ALLOW_UNPINNED=1
+        logging.getLogger("orchestral.worker").warning("untested: %s", problem)
     from processors.worker.app import FaustWorker, Worker
 
     worker = Worker(settings, cluster)

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
 from processors.core import Position, ThreadState
-from processors.worker.app import OutputTooLarge
-from processors.worker.handler import RecordHandler
+from processors.worker.handler import OutputTooLarge, RecordHandler
 from processors.worker.metrics import (
     DEAD_LETTER_REASONS,
     IDLE_PROGRESS_INTERVAL,

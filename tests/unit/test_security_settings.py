@@ -12,11 +12,11 @@ from config.settings import Settings, load_settings
 from devtools import broker
 from processors.kafka.connection import (
     _security_error,
-    faust_credentials,
     kafka_kwargs,
     ssl_context,
     unreachable,
 )
+from processors.worker.app import faust_credentials
 from schemas.errors import AuthenticationFailed, ConfigurationError, TLSHandshakeFailed
 
 SECRET = "s3cret-Pa55word"
