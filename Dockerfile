@@ -2,13 +2,11 @@
 FROM python:3.11-slim
 
 WORKDIR /app
-# The dependencies first, from pyproject.toml alone: a change to the sources reuses this layer
-# instead of reinstalling faust, rocksdict and the rest.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
-COPY README.md ./
+# The dependencies first, from the lock file alone (exact versions, hashes checked): a change to
+# the sources reuses this layer instead of reinstalling faust, rocksdict and the rest.
+COPY requirements/main.lock ./requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/main.lock
+COPY pyproject.toml README.md ./
 COPY processors processors
 COPY schemas schemas
 COPY config config

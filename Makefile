@@ -4,20 +4,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test reliability unit lint format bench-core clean
+.PHONY: setup run test reliability unit lint format bench-core clean lock
 
 setup: $(STAMP)
 
-# Re-install only when the dependencies change.
-$(STAMP): pyproject.toml
+# Re-install only when the dependencies change. Exact versions with their hashes, from the lock
+# (`make lock` writes it from pyproject.toml); then the project itself, editable.
+$(STAMP): pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# The main job: a local Kafka broker (started if none answers) and the worker.
+# After changing a dependency in pyproject.toml: both locks, hashes included (README, Development).
+lock: setup
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --quiet -o requirements/main.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --quiet -o requirements/dev.lock
+
+# The main job: a local Kafka broker (started if none answers) and the worker. From the
+# checkout's root, where the dev broker (devtools/, not in the wheel) is importable.
 run: setup
-	$(BIN)/orchestral-stream run
+	$(BIN)/python -m processors.cli run
 
 test: setup
 	$(BIN)/python -m pytest

@@ -11,8 +11,9 @@ from typing import Any, TypeAlias
 
 from processors.core import ids
 from processors.core.limits import Limits
-from processors.core.runtime import OUTCOMES, Position, apply_in_place, outcome_record
-from processors.core.state import Output, ThreadState
+from processors.core.outputs import OUTCOMES, Output, Position, outcome_record
+from processors.core.runtime import apply_in_place
+from processors.core.state import ThreadState
 from schemas import timestamps
 from schemas.errors import DecodeError
 from schemas.records import parse_input

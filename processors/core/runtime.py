@@ -22,12 +22,21 @@ from typing import Any, Final
 
 from processors.core import ids
 from processors.core.limits import Limits, Policy
+from processors.core.outputs import (
+    LIFECYCLE_CATEGORY,
+    OUTCOMES,
+    STORE,
+    TURN_ROLLED_BACK,
+    Output,
+    Position,
+    interaction_record,
+    outcome_record,
+    thread_trace,
+)
 from processors.core.policy import Action, decide, effective_policy
-from processors.core.state import Interaction, Output, QueuedEvent, ThreadState
+from processors.core.replay_rule import applied_before, remember
+from processors.core.state import Interaction, QueuedEvent, ThreadState
 from schemas.records import Command, Event
-
-STORE: Final = "store"
-OUTCOMES: Final = "outcomes"
 
 # Command -> the state it moves the interaction to.
 TRANSITIONS: Final[dict[str, str]] = {
@@ -40,21 +49,6 @@ TRANSITIONS: Final[dict[str, str]] = {
     "resume": "active",
 }
 NULL_PAYLOAD_REASON: Final = "payload must not be null for user/external events"
-# The seed's lifecycle traces (seed-semantics §8.4): the store's own marks that history reads.
-LIFECYCLE_CATEGORY: Final = "runtime_lifecycle"
-TURN_ROLLED_BACK: Final = "turn_rolled_back"
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where an input record was read: the replay and derived-id anchor."""
-
-    topic: str
-    partition: int
-    offset: int
-    # The incarnation of the topic (the worker derives it from the topic id): offsets of a
-    # deleted and recreated topic start again at 0. None: unknown, offsets are trusted.
-    epoch: int | None = None
 
 
 def apply(
@@ -92,56 +86,16 @@ def apply_in_place(
         state.recent.clear()
     step = _Step(state, record, position, limits)
     step.run()
-    _remember(state, step, limits, committed_offset)
-    return step.outputs
-
-
-def applied_before(state: ThreadState, position: Position) -> bool:
-    """Is `position` at or before the last record applied to `state`, in the same partition of
-    the same incarnation of the topic? Then it was applied already: a replay."""
-    return (
-        position.partition == state.partition
-        and position.offset <= state.offset
-        and _same_epoch(state, position)
+    remember(
+        state,
+        step.record,
+        step.position,
+        step.outputs,
+        invalid=step.invalid,
+        limits=limits,
+        committed_offset=committed_offset,
     )
-
-
-def _same_epoch(state: ThreadState, position: Position) -> bool:
-    return position.epoch is None or state.epoch is None or position.epoch == state.epoch
-
-
-def replay_missing(state: ThreadState, position: Position) -> bool:
-    """A record at or before the thread's applied offset whose outputs are not in the replay
-    buffer: not a replay this state can repeat. It happens when the local state outlived its
-    topic (a recreated topic or a wiped cluster the identity check at start did not see), or
-    when more records of one thread than the buffer holds went uncommitted. Applied as new."""
-    return applied_before(state, position) and position.offset not in state.recent
-
-
-def _remember(
-    state: ThreadState, step: _Step, limits: Limits, committed_offset: int | None
-) -> None:
-    event_id, offset = step.record.event_id, step.position.offset
-    # An `invalid` record changed nothing: its id stays free for a corrected resend.
-    if event_id is not None and not step.invalid and limits.dedupe_window:
-        seen = state.seen
-        seen[event_id] = offset
-        if len(seen) > limits.dedupe_window:
-            del seen[next(iter(seen))]
-    recent = state.recent
-    position = step.position
-    if position.partition != state.partition or not _same_epoch(state, position):
-        recent.clear()  # offsets of another partition or topic incarnation mean nothing here
-        state.partition = position.partition
-    if position.epoch is not None:
-        state.epoch = position.epoch  # a state saved before epochs keeps its buffer
-    state.offset = offset
-    if committed_offset is not None and recent:
-        for old in [o for o in recent if o < committed_offset]:
-            del recent[old]
-    recent[offset] = step.outputs
-    if len(recent) > limits.replay_buffer:
-        del recent[next(iter(recent))]
+    return step.outputs
 
 
 @dataclass(slots=True)
@@ -378,7 +332,7 @@ class _Step:
             "interaction_id": interaction_id,
         }
         self.store(
-            _thread_trace(self.state.thread_id, payload, self.timestamp),
+            thread_trace(self.state.thread_id, payload, self.timestamp),
             None,
             event_id=ids.rollback_mark_id(interaction_id, self.event_id),
         )
@@ -443,57 +397,16 @@ class _Step:
     def interaction_record(
         self, interaction: Interaction, previous: str | None, *, cause: str
     ) -> None:
-        self.outputs.append(
-            (
-                OUTCOMES,
-                {
-                    "type": "interaction",
-                    "thread_id": self.state.thread_id,
-                    "interaction_id": interaction.id,
-                    "state": interaction.state,
-                    "previous_state": previous,
-                    "cause_event_id": cause,
-                    "timestamp": self.timestamp,
-                    "rolled_back": interaction.rolled_back,
-                },
-            )
+        record = interaction_record(
+            self.state.thread_id,
+            interaction.id,
+            interaction.state,
+            previous,
+            cause,
+            self.timestamp,
+            interaction.rolled_back,
         )
-
-
-def outcome_record(
-    thread_id: str,
-    source_event_id: str | None,
-    status: str,
-    interaction_id: str | None,
-    reason: str | None,
-    queue_position: int | None,
-    timestamp: str | None,
-) -> dict[str, Any]:
-    """The `outcome` record, in wire field order."""
-    return {
-        "type": "outcome",
-        "thread_id": thread_id,
-        "source_event_id": source_event_id,
-        "status": status,
-        "interaction_id": interaction_id,
-        "reason": reason,
-        "queue_position": queue_position,
-        "timestamp": timestamp,
-    }
-
-
-def _thread_trace(thread_id: str, payload: dict[str, Any], timestamp: str) -> dict[str, Any]:
-    """A thread-level `system_trace` in the seed's field order, as `Event::trace` builds it."""
-    return {
-        "type": "system_trace",
-        "thread_id": thread_id,
-        "interaction_id": None,
-        "level": "info",
-        "payload": payload,
-        "task_id": None,
-        "step_id": None,
-        "timestamp": timestamp,
-    }
+        self.outputs.append((OUTCOMES, record))
 
 
 def _terminal_reason(interaction_id: str, command: str) -> str:

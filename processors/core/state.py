@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
+from processors.core.outputs import Output
 from schemas.records import TERMINAL_STATES, PolicySpec
-
-# ("store" | "outcomes", the record as it appears on the wire, decoded)
-Output: TypeAlias = tuple[str, dict[str, Any]]
 
 STATE_FORMAT: Final = 1
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

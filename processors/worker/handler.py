@@ -24,7 +24,7 @@ from aiokafka.partitioner import murmur2
 from config.settings import Settings
 from processors.core import OUTCOMES, STORE, Output, Position, ThreadState, apply_in_place
 from processors.core.replay import invalid_outcome
-from processors.core.runtime import replay_missing
+from processors.core.replay_rule import replay_missing
 from schemas.codec import Codec, InputDecoder, make_codec
 from schemas.errors import DecodeError
 from schemas.records import Command, Event, parse_input

@@ -18,6 +18,7 @@ import confluent_kafka
 import pytest
 
 from devtools import broker
+from processors.worker.cluster_identity import current_identity
 from processors.worker.handler import home_partition
 from schemas.codec import InputDecoder
 from tests.integration.harness import (
@@ -180,7 +181,6 @@ def test_events_topic_deleted_and_recreated(deployment: Deployment, guarantee: s
     assert_all_started(deployment, first)
     assert worker.stop() == 0
 
-    asyncio.run(delete_topics(deployment.bootstrap, [deployment.settings.events_topic]))
     _recreate(deployment)
     worker.start()
     second = messages("after")  # at the offsets the first ones had
@@ -193,15 +193,22 @@ def test_events_topic_deleted_and_recreated(deployment: Deployment, guarantee: s
 
 
 def _recreate(deployment: Deployment) -> None:
-    deadline = time.monotonic() + 30
-    while True:  # the deletion completes in the background
+    """Delete the events topic and create it again, and wait until the new one is there:
+    records produced while the old one is still being deleted would go with it."""
+    topic = deployment.settings.events_topic
+    before = asyncio.run(current_identity(deployment.settings)).topic_ids[topic]
+    asyncio.run(delete_topics(deployment.bootstrap, [topic]))
+    deadline = time.monotonic() + 60
+    while True:
         try:
             deployment.create_topics()
+            now = asyncio.run(current_identity(deployment.settings)).topic_ids.get(topic)
+        except Exception:  # still being deleted
+            now = None
+        if now not in (None, before):
             return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+        assert time.monotonic() < deadline, "the events topic was not recreated within 60 s"
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from processors.core import Limits, Position, ThreadState, apply, ids, replay
-from processors.core.state import Output
+from processors.core.outputs import Output
 from schemas.json_codec import JsonCodec
 from schemas.records import (
     EVENT_FIELDS,

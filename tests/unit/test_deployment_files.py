@@ -121,12 +121,26 @@ def test_dockerfile_installs_dependencies_before_copying_the_sources() -> None:
     def first(predicate: Any) -> int:
         return next(i for i, line in enumerate(lines) if predicate(line))
 
-    pyproject = first(lambda line: line.startswith("COPY pyproject.toml"))
-    dependencies = first(lambda line: "pip install" in line and "-r " in line)
+    lock = first(lambda line: line.startswith("COPY requirements/main.lock"))
+    dependencies = first(lambda line: "pip install" in line and "-r requirements/main.lock" in line)
     sources = first(lambda line: line.startswith(("COPY processors", "COPY schemas", "COPY .")))
     package = first(lambda line: "pip install" in line and "--no-deps ." in line)
-    assert pyproject < dependencies < sources < package
-    assert lines[pyproject].split()[1:-1] == ["pyproject.toml"]  # nothing else that changes
+    assert lock < dependencies < sources < package
+    assert lines[lock].split()[1:-1] == ["requirements/main.lock"]  # nothing else that changes
+    assert "--require-hashes" in lines[dependencies]
+
+
+def test_the_lock_files_pin_what_pyproject_pins() -> None:
+    """The worker checks faust's, aiokafka's and mode's versions at start: the locks, the image
+    and pyproject.toml must agree on them."""
+    from processors.worker.faust_compat import PINNED
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for lock in ("main.lock", "dev.lock"):
+        text = (ROOT / "requirements" / lock).read_text()
+        for package, version in PINNED.items():
+            assert f'"{package}=={version}"' in pyproject
+            assert f"\n{package}=={version} \\\n" in text, (lock, package)
 
 
 def test_dockerfile_runs_the_worker_command() -> None:
@@ -134,6 +148,7 @@ def test_dockerfile_runs_the_worker_command() -> None:
     assert 'CMD ["orchestral-stream", "worker"]' in dockerfile
     for package in ("processors", "schemas", "config"):
         assert f"COPY {package} {package}" in dockerfile
+    assert "devtools" not in dockerfile  # the dev broker and the test kit stay out of the image
 
 
 def compose_client() -> list[str] | None:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from processors.core import Limits, Output, Position, ThreadState, apply_in_place
-from processors.core.runtime import replay_missing
+from processors.core.replay_rule import replay_missing
 from schemas.records import parse_input
 
 LIMITS = Limits()
