@@ -175,6 +175,10 @@ class Client:
         await self._produce(prepared)
         return prepared.record
 
+    async def produce(self, record: Mapping[str, Any]) -> Delivery:
+        """`send`, answering where the record went (its partition and offset)."""
+        return await self._produce(self.prepare(record))
+
     async def send_and_wait(self, record: Mapping[str, Any], timeout: float) -> Delivery:
         """Produce one record and wait up to `timeout` s for its outcome (OutcomeTimeout if none).
 

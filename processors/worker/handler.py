@@ -25,11 +25,10 @@ from config.settings import Settings
 from processors.core import OUTCOMES, STORE, Output, Position, ThreadState, apply_in_place
 from processors.core.replay import invalid_outcome
 from processors.core.replay_rule import replay_missing
+from processors.worker.output_batch import Headers
 from schemas.codec import Codec, InputDecoder, make_codec
 from schemas.errors import DecodeError
 from schemas.records import Command, Event, parse_input
-
-Headers = list[tuple[str, bytes]]
 
 log = logging.getLogger("orchestral.worker")
 
@@ -38,7 +37,9 @@ FORWARDED_FROM: Final = "orchestral-forwarded-from"
 
 
 @dataclass(frozen=True, slots=True)
-class OutRecord:
+class KafkaRecord:
+    """A record to produce: an output encoded for its topic, or a dead letter."""
+
     topic: str
     key: bytes | None
     value: bytes | None  # None only for a dead-lettered tombstone, kept as it came
@@ -47,7 +48,7 @@ class OutRecord:
 
 @dataclass(slots=True)
 class Handled:
-    records: list[OutRecord] = field(default_factory=list)
+    records: list[KafkaRecord] = field(default_factory=list)
     # The thread and its state to save; None for a dead-lettered record.
     thread_id: str | None = None
     state: ThreadState | None = None
@@ -157,9 +158,9 @@ class RecordHandler:
         dead.too_large = True
         return dead
 
-    def encode(self, outputs: list[Output]) -> list[OutRecord]:
+    def encode(self, outputs: list[Output]) -> list[KafkaRecord]:
         return [
-            OutRecord(self._topics[topic], value["thread_id"].encode(), self.codec.encode(value))
+            KafkaRecord(self._topics[topic], value["thread_id"].encode(), self.codec.encode(value))
             for topic, value in outputs
         ]
 
@@ -184,7 +185,7 @@ class RecordHandler:
             ("source_partition", str(position.partition).encode()),
             ("source_offset", str(position.offset).encode()),
         ]
-        records = [OutRecord(self.settings.dlq_topic, key, value, headers)]
+        records = [KafkaRecord(self.settings.dlq_topic, key, value, headers)]
         invalid = invalid_outcome(raw, error, position)
         if invalid is not None:
             records.extend(self.encode([invalid]))

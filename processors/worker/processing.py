@@ -24,9 +24,9 @@ from processors.worker import faust_compat
 from processors.worker.batches import drop_if_stale
 from processors.worker.checkpoint import Checkpoint
 from processors.worker.cluster_identity import Cluster, current_identity
-from processors.worker.handler import Handled, Headers, RecordHandler, forward, origin_of
+from processors.worker.handler import Handled, RecordHandler, forward, origin_of
 from processors.worker.metrics import Metrics
-from processors.worker.output_batch import OutputBatch
+from processors.worker.output_batch import Headers, OutputBatch
 
 log = logging.getLogger("orchestral.worker")
 

@@ -47,7 +47,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from processors.core import Position, ThreadState
-from processors.worker.handler import OutRecord, RecordHandler
+from processors.worker.handler import KafkaRecord, RecordHandler
 from schemas.avro_codec import AvroCodec
 from schemas.codec import InputDecoder
 from schemas.errors import DecodeError
@@ -557,7 +557,7 @@ class Table:
         return ThreadState.from_bytes(data) if data is not None else None
 
 
-def by_topic(records: list[OutRecord], topic: str) -> list[OutRecord]:
+def by_topic(records: list[KafkaRecord], topic: str) -> list[KafkaRecord]:
     return [r for r in records if r.topic == topic]
 
 
