@@ -12,12 +12,14 @@ each believe the other owns the partition, and would bounce the request between 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import aiohttp
 from aiohttp import web
 
 from processors.api.problems import ApiProblem
+from processors.api.sse import DISCONNECT_CHECK, client_gone
 
 FORWARDED_HEADER = "X-Orchestral-Forwarded"
 _REQUEST_HEADERS = ("Authorization", "Idempotency-Key", "Content-Type", "Accept", "Last-Event-ID")
@@ -94,6 +96,30 @@ class Forwarder:
             with contextlib.suppress(
                 aiohttp.ClientError, TimeoutError, ConnectionResetError, ConnectionAbortedError
             ):
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
+                await _relay(request, upstream, response)
             return response
+
+
+async def _relay(
+    request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
+) -> None:
+    """Copy the upstream's chunks until either side ends (the client's side is looked at
+    every DISCONNECT_CHECK s: an idle stream would otherwise notice only at its next write)."""
+    chunk: asyncio.Future[bytes] | None = None
+    try:
+        while not client_gone(request):
+            if chunk is None:
+                chunk = asyncio.ensure_future(upstream.content.readany())
+            done, _ = await asyncio.wait({chunk}, timeout=DISCONNECT_CHECK)
+            if not done:
+                continue
+            data = chunk.result()
+            chunk = None
+            if not data:
+                return  # the owner ended the stream
+            await response.write(data)
+    finally:
+        if chunk is not None and not chunk.done():
+            chunk.cancel()
+            with contextlib.suppress(BaseException):
+                await chunk

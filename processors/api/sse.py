@@ -2,8 +2,10 @@
 
 A comment line every `heartbeat` seconds keeps proxies and load balancers from closing an idle
 stream (nginx's proxy_read_timeout and AWS ALB's idle timeout are 60 s by default). The stream
-ends when the client goes away: a write fails (aiohttp does not cancel the handler by default)
-or the handler is cancelled; the backend's iterator is closed either way.
+ends when the client goes away: aiohttp does not cancel a handler when its client disconnects
+(handler_cancellation is off by default), so the connection is looked at every
+`DISCONNECT_CHECK` seconds, and a failed write or a cancelled handler end it too; the backend's
+iterator is closed in every case.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,10 +23,16 @@ from processors.api.backend import StreamMessage
 
 CONTENT_TYPE = "text/event-stream"
 HEARTBEAT = b": keep-alive\n\n"
+DISCONNECT_CHECK = 1.0  # seconds between looks at an idle stream's connection
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
 }
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def encode(message: StreamMessage) -> bytes:
@@ -41,12 +50,16 @@ async def serve(
     try:
         await response.prepare(request)
         await response.write(HEARTBEAT)  # flushes the headers: the client knows it is open
-        while True:
+        last_write = time.monotonic()
+        while not client_gone(request):
             if next_message is None:
                 next_message = asyncio.ensure_future(anext(messages))
-            done, _ = await asyncio.wait({next_message}, timeout=heartbeat)
+            tick = min(DISCONNECT_CHECK, max(0.0, last_write + heartbeat - time.monotonic()))
+            done, _ = await asyncio.wait({next_message}, timeout=tick)
             if not done:
-                await response.write(HEARTBEAT)
+                if time.monotonic() - last_write >= heartbeat:
+                    await response.write(HEARTBEAT)
+                    last_write = time.monotonic()
                 continue
             try:
                 message = next_message.result()
@@ -54,6 +67,7 @@ async def serve(
                 break
             next_message = None
             await response.write(encode(message))
+            last_write = time.monotonic()
     except (ConnectionResetError, ConnectionAbortedError):
         pass  # the client went away
     finally:
