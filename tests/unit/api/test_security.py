@@ -38,7 +38,9 @@ async def test_the_right_token_passes(serve, http, backend):
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with http.get(f"{base}/threads/{THREAD}", headers=headers) as response:
         assert response.status == 200
-    async with http.get(f"{base}/threads/{THREAD}", headers={"Authorization": f"bearer {TOKEN}"}) as response:
+    async with http.get(
+        f"{base}/threads/{THREAD}", headers={"Authorization": f"bearer {TOKEN}"}
+    ) as response:
         assert response.status == 200
 
 
@@ -78,7 +80,9 @@ def test_token_and_advertised_url_settings(monkeypatch):
     assert TOKEN not in repr(loaded)
     assert loaded.advertised_url == "http://worker-2:7000"
     monkeypatch.delenv("ORCHESTRAL_ADVERTISED_URL")
-    assert load_settings(web_host="10.1.2.3", web_port=6100).advertised_url == "http://10.1.2.3:6100"
+    assert (
+        load_settings(web_host="10.1.2.3", web_port=6100).advertised_url == "http://10.1.2.3:6100"
+    )
     assert load_settings(web_host="::1").advertised_url == "http://[::1]:6066"
 
 
