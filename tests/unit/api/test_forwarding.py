@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -130,3 +131,14 @@ async def test_an_unreachable_owner_is_503(serve, http):
         assert response.status == 503
         assert response.headers["Retry-After"] == "1"
         assert (await response.json(content_type=None))["reason"] == "owner unreachable"
+
+
+@pytest.mark.parametrize("thread_id", ["a b", "ünï", "x%y", "a:b"])
+async def test_odd_thread_ids_survive_forwarding(pair, http, thread_id):
+    front_url, _, owner = pair
+    url = f"{front_url}/threads/{quote(thread_id, safe='')}/events"
+    record = {"type": "user_input", "payload": {}, "thread_id": thread_id}
+    async with http.post(url, json=record, headers=AUTH) as response:
+        assert response.status == 202, await response.text()
+        assert (await response.json())["thread_id"] == thread_id
+    assert owner.submitted[0]["thread_id"] == thread_id
