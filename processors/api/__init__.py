@@ -1,7 +1,11 @@
 """The HTTP thread API (contract v2, "HTTP API"): routes, routing to the owner, SSE.
 
 Independent of faust and Kafka: the worker plugs in a `ThreadBackend` and mounts the routes
-on its aiohttp application with `add_routes` before the web server starts.
+on its aiohttp application before the web server starts:
+
+    if (problem := bind_problem(settings)) is not None:
+        raise ConfigurationError(problem)            # refuse to start
+    add_routes(app.web.web_app, backend, settings)   # faust's aiohttp Application
 """
 
 from processors.api.backend import Owner, StreamMessage, Submitted, ThreadBackend
