@@ -33,7 +33,7 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 # Never echoed back in an error message, whatever their value.
-SECRET_FIELDS = frozenset({"sasl_password", "ssl_key_password"})
+SECRET_FIELDS = frozenset({"sasl_password", "ssl_key_password", "api_token"})
 
 
 def _upper(value: Any) -> Any:
@@ -190,6 +190,22 @@ class Settings(BaseSettings):
         True, description="Verify the broker's certificate matches the host name it is reached by."
     )
 
+    # --- HTTP thread API (processors/api) ---
+    api_token: Annotated[SecretStr | None, BeforeValidator(_blank_is_none)] = Field(
+        None,
+        repr=False,
+        description="Bearer token every /threads call must carry; required to bind the web "
+        "server to a non-loopback address. Never logged or printed.",
+    )
+    advertised_url_setting: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        None,
+        validation_alias=AliasChoices("ORCHESTRAL_ADVERTISED_URL", "advertised_url_setting"),
+        pattern=r"^https?://[^/\s]+(/\S*)?$",
+        description="Base URL other workers forward thread requests to "
+        "(http[s]://host:port[/prefix]); default http://{web_host}:{web_port}. "
+        "Read it as `Settings.advertised_url`.",
+    )
+
     @model_validator(mode="after")
     def _security_is_coherent(self) -> Settings:
         protocol = self.security_protocol
@@ -230,6 +246,14 @@ class Settings(BaseSettings):
     def bootstrap_addresses(self) -> list[tuple[str, int]]:
         """KAFKA_BOOTSTRAP_SERVERS as (host, port) pairs (validated at load)."""
         return bootstrap_addresses(self.bootstrap_servers)
+
+    @property
+    def advertised_url(self) -> str:
+        """Where other workers reach this worker's HTTP API (no trailing slash)."""
+        if self.advertised_url_setting is not None:
+            return self.advertised_url_setting.rstrip("/")
+        host = f"[{self.web_host}]" if ":" in self.web_host else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     @property
     def changelog_topic(self) -> str:

@@ -52,6 +52,10 @@ class RecordRefused(OrchestralError):
         super().__init__(reason)
 
 
+class RecordTooLarge(RecordRefused):
+    """A record refused for its encoded size alone (the HTTP API answers it 413, not 400)."""
+
+
 class OutcomeTimeout(OrchestralError):
     """`send_and_wait`: the record was produced, but no outcome came back in time."""
 
@@ -163,7 +167,7 @@ class Client:
             raise RecordRefused(f"cannot encode as {self.codec.name}: {exc}") from None
         limit = self.settings.max_input_bytes
         if len(data) > limit:
-            raise RecordRefused(
+            raise RecordTooLarge(
                 f"record is {len(data)} bytes encoded, over ORCHESTRAL_MAX_INPUT_BYTES={limit} "
                 "(to raise it, raise the events topic's max.message.bytes too)"
             )
