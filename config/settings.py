@@ -205,6 +205,13 @@ class Settings(BaseSettings):
         "(http[s]://host:port[/prefix]); default http://{web_host}:{web_port}. "
         "Read it as `Settings.advertised_url`.",
     )
+    api_url_setting: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
+        None,
+        validation_alias=AliasChoices("ORCHESTRAL_API_URL", "api_url_setting"),
+        pattern=r"^https?://[^/\s]+(/\S*)?$",
+        description="The thread API the CLI and the Client read threads from; default the "
+        "local worker's (http://127.0.0.1:{web_port}). Read it as `Settings.api_url`.",
+    )
 
     @model_validator(mode="after")
     def _security_is_coherent(self) -> Settings:
@@ -253,6 +260,17 @@ class Settings(BaseSettings):
         if self.advertised_url_setting is not None:
             return self.advertised_url_setting.rstrip("/")
         host = f"[{self.web_host}]" if ":" in self.web_host else self.web_host
+        return f"http://{host}:{self.web_port}"
+
+    @property
+    def api_url(self) -> str:
+        """Where the CLI and the Client reach a worker's thread API (no trailing slash)."""
+        if self.api_url_setting is not None:
+            return self.api_url_setting.rstrip("/")
+        host = self.web_host
+        if host in ("0.0.0.0", "::", ""):  # listening everywhere: reach it on loopback
+            host = "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.web_port}"
 
     @property

@@ -65,8 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _exit_code(exc: BaseException) -> int:
     from processors.client.client import OutcomeTimeout, RecordRefused
+    from processors.client.thread_api import ThreadApiUnreachable
 
     codes: list[tuple[type[BaseException], int]] = [
+        (ThreadApiUnreachable, exit_codes.TEMPFAIL),
         (UsageError, exit_codes.USAGE),
         (ConfigurationError, exit_codes.USAGE),
         (RecordRefused, exit_codes.DATA_ERROR),
@@ -160,6 +162,13 @@ def _parser() -> argparse.ArgumentParser:
 
     thread = sub.add_parser("thread", help="a thread's state (exit 1: no such thread)")
     thread.add_argument("thread")
+    for reader in (history, thread):
+        reader.add_argument(
+            "--from-topics",
+            action="store_true",
+            help="read the store topic / changelog directly instead of a worker's thread API "
+            "(debugging: scans the thread's partition)",
+        )
 
     dlq = sub.add_parser("dlq", help="dead-lettered records with why (headers)")
     dlq.add_argument("--limit", type=_non_negative, default=0, help="the newest N (0: all)")
@@ -324,27 +333,43 @@ async def _tail(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _history(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.client.client import Client
+    if args.from_topics:
+        from processors.client.client import Client
 
-    async with Client(settings) as client:
-        events = await client.history(args.thread, args.limit)
-        # A thread only configured so far has a state but no event: it exists.
-        if not events and await client.thread_state(args.thread) is None:
-            raise UnknownThread(f"no thread {args.thread!r}")
+        async with Client(settings) as client:
+            events = await client.history(args.thread, args.limit)
+            # A thread only configured so far has a state but no event: it exists.
+            known = bool(events) or await client.thread_state(args.thread) is not None
+    else:
+        from processors.client.thread_api import ThreadApiClient
+
+        async with ThreadApiClient(settings) as api:
+            events = await api.history(args.thread, args.limit)
+            known = bool(events) or await api.thread(args.thread) is not None
+    if not known:
+        raise UnknownThread(f"no thread {args.thread!r}")
     for event in events:
         print(json.dumps(event, ensure_ascii=False))
     return exit_codes.OK
 
 
 async def _thread(settings: Settings, args: argparse.Namespace) -> int:
-    from processors.client.client import Client
-    from processors.client.thread_view import describe_state
+    view: dict[str, Any] | None
+    if args.from_topics:
+        from processors.client.client import Client
+        from processors.client.thread_view import describe_state
 
-    async with Client(settings) as client:
-        state = await client.thread_state(args.thread)
-    if state is None:
+        async with Client(settings) as client:
+            state = await client.thread_state(args.thread)
+        view = describe_state(state, settings) if state is not None else None
+    else:
+        from processors.client.thread_api import ThreadApiClient
+
+        async with ThreadApiClient(settings) as api:
+            view = await api.thread(args.thread)
+    if view is None:
         raise UnknownThread(f"no thread {args.thread!r}")
-    print(json.dumps(describe_state(state, settings), indent=2, ensure_ascii=False))
+    print(json.dumps(view, indent=2, ensure_ascii=False))
     return exit_codes.OK
 
 

@@ -180,10 +180,9 @@ class ThreadApi:
             before_seq=before_seq,
             include_rolled_back=include_rolled_back,
         )
-        page = HistoryPage.model_validate(
-            {"thread_id": thread_id, "events": events, "next_before_seq": next_before_seq}
-        )
-        return web.json_response(dump(page))
+        page = {"thread_id": thread_id, "events": events, "next_before_seq": next_before_seq}
+        HistoryPage.model_validate(page)  # the documented shape; the events go out as stored
+        return web.json_response(page)
 
     async def get_interaction(self, request: web.Request) -> web.StreamResponse:
         authorize(request, self.settings)

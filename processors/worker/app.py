@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.settings import THREAD_TABLE, Settings
 from processors import exit_codes
+from processors.api import add_routes
 from processors.kafka.connection import sasl_password, ssl_context, uses_sasl
 from processors.worker import faust_compat
 from processors.worker.batches import ready_batches
@@ -33,6 +34,8 @@ from processors.worker.cluster_identity import Cluster
 from processors.worker.consumer import SafeConsumer
 from processors.worker.metrics import Metrics
 from processors.worker.processing import BatchProcessor
+from processors.worker.thread_api import WorkerThreads
+from processors.worker.thread_log import ThreadLog
 
 log = logging.getLogger("orchestral.worker")
 
@@ -53,6 +56,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "web_bind": settings.web_host,
         "web_host": settings.web_host,
         "web_port": settings.web_port,
+        # Where the other workers forward thread API requests for this one's partitions.
+        "canonical_url": settings.advertised_url,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
         "consumer_auto_offset_reset": "earliest",
@@ -133,12 +138,26 @@ class Worker:
         self.processor = BatchProcessor(
             settings, cluster, self.app, self.table, self.checkpoint, self.metrics, _exit
         )
+        self.thread_log = ThreadLog(settings)
+        self.threads = WorkerThreads(
+            settings,
+            self.app,
+            self.table,
+            self.processor,
+            self.thread_log,
+            cluster.events_partitions,
+        )
+        # The thread API (processors/api/), on faust's own aiohttp app, before it starts.
+        add_routes(cast(Any, self.app.web).web_app, self.threads, settings)  # aiohttp's app
+        self.app.task(self.thread_log.start)
         self.app.agent(self.events, name="process", concurrency=1)(self.process)
         # cast: faust's receiver type is a union mypy cannot match a bound method against.
         forget = cast(Any, self.processor.forget_positions)
         self.app.on_partitions_revoked.connect(forget)
         self.app.on_partitions_assigned.connect(forget)
         self.app.on_partitions_assigned.connect(cast(Any, self._count_rebalance))
+        self.app.on_partitions_assigned.connect(cast(Any, self._follow_partitions))
+        self.app.on_partitions_revoked.connect(cast(Any, self._follow_partitions))
         self.app.timer(settings.progress_interval)(self.report_progress)
         registry = self.metrics.registry
 
@@ -176,6 +195,13 @@ class Worker:
 
     def _count_rebalance(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         self.metrics.rebalance()
+
+    def _follow_partitions(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """The thread log follows the store and outcome partitions of the events partitions
+        this worker holds now (a revocation first empties them: faust's eager protocol)."""
+        topic = self.settings.events_topic
+        held = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+        self.thread_log.assign(held)
 
     async def report_progress(self) -> None:
         self.metrics.set_lag(self.processor.lag())

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from processors.worker.cluster_identity import ClusterIdentity
+from processors.worker.thread_log import DIRECTORY as THREAD_LOG
 
 log = logging.getLogger("orchestral.worker")
 
@@ -60,11 +61,16 @@ def _read(path: Path) -> ClusterIdentity | None:
 
 
 def _state_dirs(data_dir: Path) -> list[Path]:
-    """faust keeps its tables under `<datadir>/v<app version>/`; nothing else is touched, in
-    case ORCHESTRAL_DATA_DIR points at a folder that holds other things too."""
+    """faust keeps its tables under `<datadir>/v<app version>/`, the thread log its index under
+    `<datadir>/thread-log/`; nothing else is touched, in case ORCHESTRAL_DATA_DIR points at a
+    folder that holds other things too."""
     if not data_dir.is_dir():
         return []
-    return [p for p in data_dir.iterdir() if p.is_dir() and re.fullmatch(r"v\d+", p.name)]
+    return [
+        p
+        for p in data_dir.iterdir()
+        if p.is_dir() and (re.fullmatch(r"v\d+", p.name) or p.name == THREAD_LOG)
+    ]
 
 
 def _has_state(data_dir: Path) -> bool:

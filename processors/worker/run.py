@@ -10,6 +10,7 @@ import sys
 
 from config.settings import Settings
 from processors import exit_codes
+from processors.api import bind_problem
 from processors.worker import faust_compat, logs
 from processors.worker.cluster_identity import prepare_cluster
 from processors.worker.local_state import reconcile
@@ -22,6 +23,10 @@ def run(settings: Settings) -> int:
         level=settings.log_level.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
     )
     logs.install()
+    exposed = bind_problem(settings)
+    if exposed is not None:
+        print(f"orchestral-stream worker: {exposed}", file=sys.stderr)
+        return exit_codes.USAGE
     unusable = web_port_problem(settings.web_host, settings.web_port)
     if unusable is not None:
         message, code = unusable

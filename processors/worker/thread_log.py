@@ -36,6 +36,7 @@ from aiokafka.structs import TopicPartition
 from rocksdict import Options, Rdict, WriteBatch
 
 from config.settings import Settings
+from processors.api.backend import StreamEvent
 from processors.core.outputs import LIFECYCLE_CATEGORY, TURN_ROLLED_BACK
 from processors.kafka.connection import kafka_kwargs, start_client
 from schemas.codec import InputDecoder
@@ -77,7 +78,7 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    kind: str  # "store" | "outcome" | "interaction"
+    kind: StreamEvent
     offset: int
     record: dict[str, Any]
 
@@ -280,20 +281,14 @@ class ThreadLog:
     def after(self, thread_id: str, position: Position) -> list[Entry]:
         """The thread's records after `position`: store records, then outcome records."""
         entries = []
-        for kind, name, last in (
-            (STORE, "store", position.store),
-            (OUTCOMES, None, position.outcomes),
-        ):
+        for kind, last in ((STORE, position.store), (OUTCOMES, position.outcomes)):
             prefix = _thread_key(kind, thread_id)
             it = self.db.iter()
             it.seek(prefix + _U64.pack(last + 1))
             while it.valid() and it.key().startswith(prefix):
                 offset = _U64.unpack(it.key()[len(prefix) :])[0]
                 record = self.decoder.decode_value(it.value())
-                label = name or (
-                    "interaction" if record.get("type") == "interaction" else "outcome"
-                )
-                entries.append(Entry(label, int(offset), record))
+                entries.append(Entry(_label(kind, record), int(offset), record))
                 it.next()
         return entries
 
@@ -330,7 +325,7 @@ class ThreadLog:
                 yield delivered, entry
 
 
-def _label(kind: bytes, record: dict[str, Any]) -> str:
+def _label(kind: bytes, record: dict[str, Any]) -> StreamEvent:
     """A stream message's `event:` name."""
     if kind == STORE:
         return "store"

@@ -27,7 +27,9 @@ def live(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deplo
     """One deployment with one worker that has answered a first record."""
     d = Deployment(kafka, "t-cli", tmp_path_factory.mktemp("cli"))
     d.create_topics()
-    d.worker().start()
+    worker = d.worker().start()
+    # The CLI reads threads over this worker's thread API.
+    d.extra_env["ORCHESTRAL_API_URL"] = f"http://127.0.0.1:{worker.env['ORCHESTRAL_WEB_PORT']}"
     try:
         first = {"type": "user_input", "thread_id": "warm-up", "payload": {"message": "hi"}}
         asyncio.run(send_and_wait(d, [first], timeout=120))
@@ -156,8 +158,8 @@ async def _next_of_key(views: Any, key: str) -> dict[str, Any]:
     "argv",
     [
         ["send", "--thread", "t", "--text", "hi", "--wait"],
-        ["history", "t"],
-        ["thread", "t"],
+        ["history", "t", "--from-topics"],
+        ["thread", "t", "--from-topics"],
         ["tail"],
         ["dlq"],
     ],
@@ -170,6 +172,27 @@ def test_an_unreachable_cluster_is_exit_2_in_one_line(argv: list[str]) -> None:
     line = one_line(result.stderr)  # no aiokafka log lines
     assert line.startswith(f"orchestral-stream {argv[0]}: cannot reach Kafka at 127.0.0.1:")
     assert time.monotonic() - began < 20
+
+
+@pytest.mark.parametrize("command", ["history", "thread"])
+def test_no_thread_api_is_exit_75_in_one_line(command: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cli({"ORCHESTRAL_API_URL": url}, command, "t")
+    assert result.returncode == exit_codes.TEMPFAIL
+    line = one_line(result.stderr)
+    assert line.startswith(f"orchestral-stream {command}: no thread API answers at {url}")
+
+
+def test_history_and_thread_from_the_topics_agree_with_the_api(live: Deployment) -> None:
+    thread = f"both-{uuid.uuid4()}"
+    assert cli(live.env, "send", "--thread", thread, "--text", "hi", "--wait").returncode == 0
+    for command in ("history", "thread"):
+        api, topics = (
+            cli(live.env, command, thread),
+            cli(live.env, command, thread, "--from-topics"),
+        )
+        assert api.returncode == topics.returncode == 0, (api.stderr, topics.stderr)
+        assert json.loads(api.stdout) == json.loads(topics.stdout)
 
 
 def test_no_worker_is_exit_75_naming_the_event(kafka: str, tmp_path: Path) -> None:

@@ -190,6 +190,7 @@ def test_right_credentials_worker_processes_an_event_sent_with_the_cli(
     d = Deployment(secured.address(protocol), name, tmp_path, extra_env=env)
     d.create_topics()
     worker = d.worker().start()
+    d.extra_env["ORCHESTRAL_API_URL"] = f"http://127.0.0.1:{worker.env['ORCHESTRAL_WEB_PORT']}"
     try:
         sent = cli(d.env, "send", "--thread", "t1", "--text", "hello", "--wait", timeout=90)
         assert sent.returncode == 0, sent.stderr
