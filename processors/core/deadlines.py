@@ -65,7 +65,7 @@ def expire_command(thread_id: str, deadline: Deadline, now: str) -> dict[str, An
     }
 
 
-def deadlines(state: ThreadState, limits: Limits) -> list[Deadline]:
+def pending_deadlines(state: ThreadState, limits: Limits) -> list[Deadline]:
     """Every pending deadline of the thread, earliest first."""
     found = [
         deadline
@@ -82,12 +82,12 @@ def deadlines(state: ThreadState, limits: Limits) -> list[Deadline]:
 def due_deadlines(state: ThreadState, limits: Limits, now: str) -> list[Deadline]:
     """The deadlines at or before `now` (an RFC 3339 timestamp), earliest first."""
     limit = timestamps.to_nanos(timestamps.normalize(now))
-    return [d for d in deadlines(state, limits) if d.nanos <= limit]
+    return [d for d in pending_deadlines(state, limits) if d.nanos <= limit]
 
 
 def earliest_deadline(state: ThreadState, limits: Limits) -> str | None:
     """When the thread's first deadline falls due (RFC 3339 UTC), or None if it has none."""
-    found = deadlines(state, limits)
+    found = pending_deadlines(state, limits)
     return found[0].at if found else None
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
-from processors.core import deadlines, ids
+from processors.core import ids
+from processors.core.deadlines import holds as deadline_holds
 from processors.core.limits import Limits, Policy
 from processors.core.outputs import (
     LIFECYCLE_CATEGORY,
@@ -308,7 +309,7 @@ class _Step:
         the timer's own records are no sign of life. Outcome `applied` either way.
         """
         iid, reason = command.interaction_id, command.reason or ""
-        holds = deadlines.holds(
+        holds = deadline_holds(
             self.state, self.limits, iid, reason, command.deadline or "", self.timestamp
         )
         self.touches = False
