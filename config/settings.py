@@ -110,6 +110,28 @@ class Settings(BaseSettings):
         ge=1,
         description="Outputs of uncommitted records kept per thread to re-emit them identically.",
     )
+    # Deadlines (seconds of logical time, 0 = none), per thread with `configure`.
+    run_timeout: float = Field(
+        3600.0, ge=0, allow_inf_nan=False, description="Seconds an interaction may stay active."
+    )
+    idle_timeout: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds an active interaction may go without a heartbeat, output or command.",
+    )
+    wait_timeout: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds an interaction may wait for a user or an event (per wait: `timeout`).",
+    )
+    thread_ttl: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds an idle thread is kept after its last record, then expired.",
+    )
 
     # --- topics and encoding ---
     events_topic: str = Field("orchestral.events", min_length=1)
@@ -162,6 +184,12 @@ class Settings(BaseSettings):
     )
     connect_timeout: float = Field(30.0, gt=0, description="Seconds to reach the broker at start.")
     progress_interval: float = Field(10.0, gt=0, description="Seconds between progress lines.")
+    deadline_interval: float = Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds between the worker's checks of its threads' deadlines (its clock).",
+    )
 
     # --- connection security (every client: worker, admin, CLI) ---
     security_protocol: Annotated[SecurityProtocol, BeforeValidator(_upper)] = Field(
@@ -289,6 +317,10 @@ class Settings(BaseSettings):
             terminal_retention=self.terminal_retention,
             dedupe_window=self.dedupe_window,
             replay_buffer=self.replay_buffer,
+            run_timeout=self.run_timeout,
+            idle_timeout=self.idle_timeout,
+            wait_timeout=self.wait_timeout,
+            thread_ttl=self.thread_ttl,
             events_topic=self.events_topic,
         )
 

@@ -169,12 +169,25 @@ Event: TypeAlias = UserInput | AssistantOutput | Artifact | ExternalEvent | Syst
 
 CommandName: TypeAlias = Literal[
     "complete", "fail", "cancel", "wait_user", "wait_event", "pause", "resume",
-    "add_task", "cancel_all", "configure",
+    "add_task", "cancel_all", "configure", "heartbeat", "expire", "delete_thread",
 ]  # fmt: skip
-# Commands that address one interaction (the rest address the thread).
+# Commands that address one interaction (the rest address the thread; `expire` either).
 INTERACTION_COMMANDS: Final[frozenset[str]] = frozenset(
-    {"complete", "fail", "cancel", "wait_user", "wait_event", "pause", "resume", "add_task"}
+    {
+        "complete", "fail", "cancel", "wait_user", "wait_event", "pause", "resume", "add_task",
+        "heartbeat",
+    }
+)  # fmt: skip
+# Why a deadline fired (contract, "Deadlines (v2)"): the limit that ran out.
+ExpireReason: TypeAlias = Literal["run_timeout", "idle_timeout", "wait_timeout", "thread_ttl"]
+EXPIRE_REASONS: Final[tuple[str, ...]] = (
+    "run_timeout",
+    "idle_timeout",
+    "wait_timeout",
+    "thread_ttl",
 )
+# A duration in seconds, 0 = none; finite (a NaN would make every comparison false).
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Command(BaseModel):
@@ -194,6 +207,15 @@ class Command(BaseModel):
     policy: PolicySpec | None = None
     max_interactions_per_thread: Annotated[int, Field(ge=1)] | None = None
     auto_cleanup: bool | None = None
+    # configure: the thread's deadlines from now on (seconds, 0 = none; None = the default)
+    run_timeout: Seconds | None = None
+    idle_timeout: Seconds | None = None
+    wait_timeout: Seconds | None = None
+    thread_ttl: Seconds | None = None
+    timeout: Seconds | None = None  # wait_user, wait_event: this wait's wait_timeout
+    # expire (produced by the worker's deadline timer): which deadline, and when it was due
+    reason: ExpireReason | None = None
+    deadline: Timestamp | None = None
 
     @model_validator(mode="after")
     def _required_per_command(self) -> Command:
@@ -201,6 +223,16 @@ class Command(BaseModel):
             raise ValueError(f"command `{self.command}` needs `interaction_id`")
         if self.command == "add_task" and self.task_id is None:
             raise ValueError("command `add_task` needs `task_id`")
+        if self.command == "expire":
+            if self.reason is None or self.deadline is None:
+                raise ValueError("command `expire` needs `reason` and `deadline`")
+            if (self.reason == "thread_ttl") != (self.interaction_id is None):
+                raise ValueError(
+                    "command `expire` needs `interaction_id` unless its reason is `thread_ttl`, "
+                    "which has none"
+                )
+        if self.timeout is not None and self.command not in ("wait_user", "wait_event"):
+            raise ValueError("`timeout` is for `wait_user` and `wait_event` only")
         return self
 
 
@@ -262,6 +294,8 @@ class InteractionRecord(BaseModel):
 
     `rolled_back` extends the contract's shape: true on the `cancelled` record of an interaction
     cancelled by the `rollback` policy, whose events history readers then leave out.
+    `reason`: on the `failed` record of an interaction a deadline expired, the limit that ran
+    out (`run_timeout`, `idle_timeout`, `wait_timeout`); null otherwise.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -274,6 +308,7 @@ class InteractionRecord(BaseModel):
     cause_event_id: str
     timestamp: str
     rolled_back: bool = False
+    reason: str | None = None
 
 
 # --- validation at the edge -----------------------------------------------------------------

@@ -86,3 +86,36 @@ def _reformat(value: str) -> str:
         f"{base.year:04d}-{base.month:02d}-{base.day:02d}T"
         f"{base.hour:02d}:{base.minute:02d}:{base.second:02d}{format_fraction(nanos)}Z"
     )
+
+
+_EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+_NANOS_PER_DAY = 86_400 * 1_000_000_000
+# The first and last instants RFC 3339 (four-digit years) can write, in ns since the epoch.
+MIN_NANOS = (1 - _EPOCH_ORDINAL) * _NANOS_PER_DAY
+MAX_NANOS = (datetime(9999, 12, 31).toordinal() - _EPOCH_ORDINAL + 1) * _NANOS_PER_DAY - 1
+
+
+def to_nanos(value: str) -> int:
+    """Nanoseconds since the Unix epoch of a canonical timestamp (`normalize`'s output).
+
+    Timestamps are compared as numbers, never as text: "06:00:00.5Z" sorts before "06:00:00Z".
+    """
+    days = datetime(int(value[0:4]), int(value[5:7]), int(value[8:10])).toordinal()
+    seconds = int(value[11:13]) * 3600 + int(value[14:16]) * 60 + int(value[17:19])
+    dot = value.find(".")
+    nanos = int(value[dot + 1 : -1].ljust(9, "0")) if dot >= 0 else 0
+    return (days - _EPOCH_ORDINAL) * _NANOS_PER_DAY + seconds * 1_000_000_000 + nanos
+
+
+def from_nanos(nanos: int) -> str:
+    """The canonical timestamp of `nanos` since the Unix epoch (MIN_NANOS..MAX_NANOS)."""
+    if not MIN_NANOS <= nanos <= MAX_NANOS:
+        raise ValueError(f"timestamp out of range: {nanos} ns since the epoch")
+    days, rest = divmod(nanos, _NANOS_PER_DAY)
+    seconds, fraction = divmod(rest, 1_000_000_000)
+    date = datetime.fromordinal(_EPOCH_ORDINAL + days)
+    hour, minute, second = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return (
+        f"{date.year:04d}-{date.month:02d}-{date.day:02d}T"
+        f"{hour:02d}:{minute:02d}:{second:02d}{format_fraction(fraction)}Z"
+    )

@@ -41,3 +41,11 @@ def rollback_mark_id(interaction_id: str, cause_event_id: str) -> str:
     The interaction id is a fixed-length UUID, so the cause after it may hold colons.
     """
     return f"rollback:{interaction_id}:{cause_event_id}"
+
+
+def lifecycle_mark_id(event_type: str, cause_event_id: str) -> str:
+    """The event id of a thread-level mark (`thread_expired`, `thread_deleted`) of `cause`.
+
+    One input writes at most one such mark, so its event id alone makes the mark's unique.
+    """
+    return f"{event_type}:{cause_event_id}"

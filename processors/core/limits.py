@@ -31,6 +31,11 @@ class Limits:
     terminal_retention: int = 100  # terminal interactions kept per thread, oldest purged first
     dedupe_window: int = 1000  # event ids remembered per thread to answer `duplicate`
     replay_buffer: int = 10_000  # outputs of uncommitted records kept per thread
+    # Deadlines (contract, "Deadlines (v2)"), in seconds of logical time, 0 = none.
+    run_timeout: float = 3600.0  # time `active` (since it last became active)
+    idle_timeout: float = 0.0  # time `active` without a heartbeat, output or command
+    wait_timeout: float = 0.0  # time `waiting_user` / `waiting_event`
+    thread_ttl: float = 0.0  # time an idle thread is kept after its last record
     # The input topic, for the ids derived from a position by `replay`.
     events_topic: str = "orchestral.events"
     # The policy of threads not configured otherwise, resolved once (it is asked per record).

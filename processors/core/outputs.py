@@ -19,6 +19,8 @@ Output: TypeAlias = tuple[str, dict[str, Any]]
 # The seed's lifecycle traces (seed-semantics §8.4): the store's own marks that history reads.
 LIFECYCLE_CATEGORY: Final = "runtime_lifecycle"
 TURN_ROLLED_BACK: Final = "turn_rolled_back"
+THREAD_EXPIRED: Final = "thread_expired"  # `expire` with reason `thread_ttl`
+THREAD_DELETED: Final = "thread_deleted"  # `delete_thread`
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +65,12 @@ def interaction_record(
     cause_event_id: str,
     timestamp: str,
     rolled_back: bool,
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    """An `interaction` record (one per state change), in wire field order."""
+    """An `interaction` record (one per state change), in wire field order.
+
+    `reason`: the deadline that failed it (`expire`), else None.
+    """
     return {
         "type": "interaction",
         "thread_id": thread_id,
@@ -74,6 +80,7 @@ def interaction_record(
         "cause_event_id": cause_event_id,
         "timestamp": timestamp,
         "rolled_back": rolled_back,
+        "reason": reason,
     }
 
 

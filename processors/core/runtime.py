@@ -11,21 +11,28 @@ One record of one thread at a time, in partition order:
 4. **Drain.** If the thread is now idle, the oldest queued event starts.
 5. **Retention.** At most `terminal_retention` terminal interactions are kept.
 
+Deadlines (`deadlines.py`) are data in the state: each non-terminal interaction keeps when it
+entered its state and when its executor last showed life; the worker's timer turns a passed one
+into an `expire` command, applied here like any input only while it still holds.
+
 Ids are derived (`ids.py`), time comes from the input's `timestamp`: the same input always
 yields the same output.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from processors.core import ids
+from processors.core.deadlines import holds as deadline_holds
 from processors.core.limits import Limits, Policy
 from processors.core.outputs import (
     LIFECYCLE_CATEGORY,
     OUTCOMES,
     STORE,
+    THREAD_DELETED,
+    THREAD_EXPIRED,
     TURN_ROLLED_BACK,
     Output,
     Position,
@@ -109,6 +116,8 @@ class _Step:
     outputs: list[Output] = field(default_factory=list)
     event_id: str = ""
     invalid: bool = False
+    # False: the record leaves the thread's clock (`updated_at`, the thread_ttl start) alone.
+    touches: bool = True
 
     def __post_init__(self) -> None:
         pos = self.position
@@ -132,7 +141,8 @@ class _Step:
             self.on_event(record)
         self.drain_queue()
         self.enforce_retention()
-        self.state.updated_at = self.timestamp
+        if self.touches:
+            self.state.updated_at = self.timestamp
 
     # --- events -------------------------------------------------------------------------------
 
@@ -172,6 +182,8 @@ class _Step:
         if iid is not None and iid not in self.state.interactions:
             self.outcome("rejected", iid, f"Interaction not found: {iid}")
             return
+        if iid is not None:
+            self.show_life(self.state.interactions[iid])  # its executor's output
         self.store(event.store_fields(), iid)
         self.outcome("appended", iid)
 
@@ -242,7 +254,8 @@ class _Step:
             self.reject_stored(event, f"Maximum active interactions ({limit}) reached")
             return
         iid = iid or ids.interaction_id(state.thread_id, source_event_id)
-        interaction = Interaction(iid, "active", self.timestamp, source_event_id)
+        ts = self.timestamp
+        interaction = Interaction(iid, "active", ts, source_event_id, since=ts, alive=ts)
         state.interactions[iid] = interaction
         self.store(event, iid, event_id=source_event_id)
         self.interaction_record(interaction, None, cause=source_event_id)
@@ -266,6 +279,12 @@ class _Step:
             if self.auto_cleanup:
                 self.purge_terminal()
             self.outcome("applied", command.interaction_id)
+        elif name == "expire":
+            self.expire(command)
+        elif name == "delete_thread":
+            self.cancel_nonterminal(rolled_back=False)
+            self.forget_thread(THREAD_DELETED)
+            self.outcome("applied", None)
         else:
             self.on_interaction_command(command)
 
@@ -277,7 +296,51 @@ class _Step:
             state.max_interactions = command.max_interactions_per_thread
         if command.auto_cleanup is not None:
             state.auto_cleanup = command.auto_cleanup
+        for name in ("run_timeout", "idle_timeout", "wait_timeout", "thread_ttl"):
+            value = getattr(command, name)
+            if value is not None:
+                setattr(state, name, value)
         self.outcome("applied", command.interaction_id)
+
+    def expire(self, command: Command) -> None:
+        """A deadline the worker's timer saw pass: applied only if it still holds.
+
+        Stale (`deadlines.holds` is false), it changes nothing, not even the thread's clock:
+        the timer's own records are no sign of life. Outcome `applied` either way.
+        """
+        iid, reason = command.interaction_id, command.reason or ""
+        holds = deadline_holds(
+            self.state, self.limits, iid, reason, command.deadline or "", self.timestamp
+        )
+        self.touches = False
+        if holds and iid is None:
+            self.forget_thread(THREAD_EXPIRED)
+        elif holds and iid is not None:
+            self.touches = True
+            self.transition(self.state.interactions[iid], "failed", reason=reason)
+        self.outcome("applied", iid)
+
+    def forget_thread(self, event_type: str) -> None:
+        """Shrink the thread to what keeps `seq` gap-free, and store the mark that says so.
+
+        Kept: the id, `seq`, and the replay anchor (position, epoch, replay buffer), which
+        `remember` needs to repeat this very record's outputs after a crash. Gone: its
+        interactions, queue, configuration and dedupe window. `updated_at` None: nothing is
+        left to expire; the thread's next record starts it again, continuing `seq`.
+        """
+        state = self.state
+        payload = {"category": LIFECYCLE_CATEGORY, "event_type": event_type, "interaction_id": None}
+        self.store(
+            thread_trace(state.thread_id, payload, self.timestamp),
+            None,
+            event_id=ids.lifecycle_mark_id(event_type, self.event_id),
+        )
+        forgotten = ThreadState(state.thread_id, seq=state.seq)
+        for name in ("partition", "offset", "recent", "epoch"):
+            setattr(forgotten, name, getattr(state, name))
+        for f in fields(ThreadState):
+            setattr(state, f.name, getattr(forgotten, f.name))
+        self.touches = False
 
     def on_interaction_command(self, command: Command) -> None:
         iid = command.interaction_id or ""  # schema validation guarantees it is set
@@ -287,14 +350,19 @@ class _Step:
             return
         if command.command == "add_task":
             interaction.task_ids.append(command.task_id or "")
+            self.show_life(interaction)
         elif interaction.terminal:
             # A deliberate fix: the seed let terminal interactions flip back (but not resume).
             self.outcome("rejected", iid, _terminal_reason(iid, command.command))
             return
         else:
+            self.show_life(interaction)
             if command.command == "wait_event":
                 interaction.wait_kind = command.kind
-            self.transition(interaction, TRANSITIONS[command.command])
+            if command.command in ("wait_user", "wait_event"):
+                interaction.wait_timeout = command.timeout
+            if command.command != "heartbeat":  # a heartbeat stores nothing, records nothing
+                self.transition(interaction, TRANSITIONS[command.command])
         self.outcome("applied", iid)
 
     # --- shared mechanics ---------------------------------------------------------------------
@@ -304,8 +372,18 @@ class _Step:
         configured = self.state.auto_cleanup
         return self.limits.auto_cleanup if configured is None else configured
 
+    def show_life(self, interaction: Interaction) -> None:
+        """Its executor showed life (a heartbeat, an output, a command): idle_timeout restarts."""
+        if not interaction.terminal:
+            interaction.alive = self.timestamp
+
     def transition(
-        self, interaction: Interaction, new_state: str, *, rolled_back: bool = False
+        self,
+        interaction: Interaction,
+        new_state: str,
+        *,
+        rolled_back: bool = False,
+        reason: str | None = None,
     ) -> None:
         previous = interaction.state
         if previous == new_state:
@@ -316,7 +394,12 @@ class _Step:
             interaction.ended_at = self.timestamp
         if new_state != "waiting_event":
             interaction.wait_kind = None
-        self.interaction_record(interaction, previous, cause=self.event_id)
+        if new_state not in ("waiting_user", "waiting_event"):
+            interaction.wait_timeout = None
+        # A new state restarts its deadlines; a terminal one has none.
+        since = None if interaction.terminal else self.timestamp
+        interaction.since = interaction.alive = since
+        self.interaction_record(interaction, previous, cause=self.event_id, reason=reason)
 
     def cancel_nonterminal(self, *, rolled_back: bool) -> None:
         for interaction in self.state.nonterminal():
@@ -395,7 +478,12 @@ class _Step:
         )
 
     def interaction_record(
-        self, interaction: Interaction, previous: str | None, *, cause: str
+        self,
+        interaction: Interaction,
+        previous: str | None,
+        *,
+        cause: str,
+        reason: str | None = None,
     ) -> None:
         record = interaction_record(
             self.state.thread_id,
@@ -405,6 +493,7 @@ class _Step:
             cause,
             self.timestamp,
             interaction.rolled_back,
+            reason,
         )
         self.outputs.append((OUTCOMES, record))
 

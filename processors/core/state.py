@@ -1,7 +1,9 @@
 """The state of one thread, and its compact serialization (it lives in RocksDB, one key a thread).
 
 Serialized as a JSON array of positional fields (no field names), versioned by its first element,
-so a thread with a few interactions takes a few hundred bytes.
+so a thread with a few interactions takes a few hundred bytes. Fields added later are trailing
+and optional (`epoch` at 13, the configured deadlines at 14; an interaction's deadline clocks at
+8-10): states saved before them still load, and readers before them ignore them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, Final
 
 from processors.core.outputs import Output
 from schemas.records import TERMINAL_STATES, PolicySpec
+from schemas.timestamps import from_nanos, to_nanos
 
 STATE_FORMAT: Final = 1
 _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -28,20 +31,40 @@ class Interaction:
     task_ids: list[str] = field(default_factory=list)
     wait_kind: str | None = None  # `wait_event` with a kind: only that kind resumes it
     rolled_back: bool = False
+    # Deadlines (`deadlines.py`), for a non-terminal interaction only (None once terminal):
+    since: str | None = None  # when it entered its current state (became active, or waiting)
+    alive: str | None = None  # its executor's last sign of life: heartbeat, output or command
+    wait_timeout: float | None = None  # this wait's own `timeout` (None: the thread's)
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
 
     def to_wire(self) -> list[Any]:
-        return [
+        wire: list[Any] = [
             self.id, self.state, self.started_at, self.cause_event_id, self.ended_at,
             self.task_ids, self.wait_kind, self.rolled_back,
         ]  # fmt: skip
+        if self.since is not None:
+            # Trailing, and only while non-terminal, as nanosecond offsets (a few bytes where a
+            # timestamp takes 22): `since` from `started_at`, `alive` from `since` (0 dropped).
+            since = to_nanos(self.since)
+            alive = to_nanos(self.alive) - since if self.alive is not None else 0
+            wire.extend((since - to_nanos(self.started_at), alive or None, self.wait_timeout))
+            while wire[-1] is None:
+                wire.pop()
+        return wire
 
     @classmethod
     def from_wire(cls, v: list[Any]) -> Interaction:
-        return cls(v[0], v[1], v[2], v[3], v[4], list(v[5]), v[6], v[7])
+        since: str | None = None  # older states: filled in by ThreadState
+        alive: str | None = None
+        if len(v) > 8:
+            since_ns = to_nanos(v[2]) + v[8]
+            since = from_nanos(since_ns)
+            alive = from_nanos(since_ns + v[9]) if len(v) > 9 and v[9] is not None else since
+        wait_timeout = v[10] if len(v) > 10 else None
+        return cls(v[0], v[1], v[2], v[3], v[4], list(v[5]), v[6], v[7], since, alive, wait_timeout)
 
 
 @dataclass(slots=True)
@@ -73,6 +96,11 @@ class ThreadState:
     updated_at: str | None = None
     # The incarnation of the input topic `offset` belongs to (`Position.epoch`); None: unknown.
     epoch: int | None = None
+    # Deadlines set by `configure` (seconds, 0 = none); None means "the settings' default".
+    run_timeout: float | None = None
+    idle_timeout: float | None = None
+    wait_timeout: float | None = None
+    thread_ttl: float | None = None
 
     def nonterminal(self) -> list[Interaction]:
         return [i for i in self.interactions.values() if not i.terminal]
@@ -102,15 +130,27 @@ class ThreadState:
                 list(self.recent.items()),
                 self.updated_at,
                 self.epoch,
+                *self._timeouts(),
             ]
         ).encode("utf-8")
+
+    def _timeouts(self) -> list[list[float | None]]:
+        """The trailing field of `configure`d deadlines, left out when none is."""
+        timeouts = [self.run_timeout, self.idle_timeout, self.wait_timeout, self.thread_ttl]
+        return [] if all(t is None for t in timeouts) else [timeouts]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ThreadState:
         v = _DECODER.decode(data.decode("utf-8"))
         if v[0] != STATE_FORMAT:
             raise ValueError(f"unknown thread state format {v[0]!r}")
-        interactions = (Interaction.from_wire(i) for i in v[3])
+        interactions = [Interaction.from_wire(i) for i in v[3]]
+        for interaction in interactions:
+            if interaction.since is None and not interaction.terminal:
+                # A state saved before deadlines: the thread's last record is the latest time
+                # its interactions can have changed, so a deadline counted from it is not early.
+                interaction.since = interaction.alive = v[12] or interaction.started_at
+        timeouts = v[14] if len(v) > 14 and v[14] is not None else [None] * 4
         return cls(
             thread_id=v[1],
             seq=v[2],
@@ -125,4 +165,8 @@ class ThreadState:
             recent={offset: [(t, r) for t, r in outs] for offset, outs in v[11]},
             updated_at=v[12],
             epoch=v[13] if len(v) > 13 else None,  # states saved before epochs: unknown
+            run_timeout=timeouts[0],
+            idle_timeout=timeouts[1],
+            wait_timeout=timeouts[2],
+            thread_ttl=timeouts[3],
         )

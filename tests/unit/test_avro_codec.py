@@ -213,7 +213,9 @@ OUTCOMES: list[dict[str, Any]] = [
 ]
 
 
-def _interaction(state: str, previous: str | None, rolled_back: bool = False) -> dict[str, Any]:
+def _interaction(
+    state: str, previous: str | None, rolled_back: bool = False, reason: str | None = None
+) -> dict[str, Any]:
     return {
         "type": "interaction",
         "thread_id": THREAD,
@@ -223,6 +225,7 @@ def _interaction(state: str, previous: str | None, rolled_back: bool = False) ->
         "cause_event_id": "orchestral.events:3:7",
         "timestamp": TS,
         "rolled_back": rolled_back,
+        "reason": reason,
     }
 
 
@@ -231,6 +234,7 @@ INTERACTIONS = [
     _interaction("waiting_user", "active"),
     _interaction("cancelled", "active", rolled_back=True),
     _interaction("completed", "active"),
+    _interaction("failed", "active", reason="idle_timeout"),
 ]
 
 OUTPUTS = STORED + OUTCOMES + INTERACTIONS
@@ -348,9 +352,9 @@ def test_null_payload_is_the_json_text_null() -> None:
 PINNED_IDS = {
     "artifact": 1334260865,
     "assistant_output": 1351610446,
-    "command": 1325507292,
+    "command": 1874512461,
     "external_event": 1670403672,
-    "interaction": 1949436903,
+    "interaction": 1569179479,
     "outcome": 1236398482,
     "system_trace": 1891184800,
     "user_input": 195289991,
