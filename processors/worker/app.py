@@ -32,6 +32,7 @@ from processors.worker.batches import ready_batches
 from processors.worker.checkpoint import Checkpoint
 from processors.worker.cluster_identity import Cluster
 from processors.worker.consumer import SafeConsumer
+from processors.worker.deadline_timer import DeadlineTimer
 from processors.worker.metrics import Metrics
 from processors.worker.processing import BatchProcessor
 from processors.worker.thread_api import WorkerThreads
@@ -138,6 +139,15 @@ class Worker:
         self.processor = BatchProcessor(
             settings, cluster, self.app, self.table, self.checkpoint, self.metrics, _exit
         )
+        self.deadlines = DeadlineTimer(
+            settings,
+            self.app,
+            self.table,
+            self.checkpoint,
+            self.processor.handler.codec,
+            self.metrics,
+        )
+        self.processor.on_saved = self.deadlines.note
         self.thread_log = ThreadLog(settings)
         self.threads = WorkerThreads(
             settings,
@@ -159,6 +169,7 @@ class Worker:
         self.app.on_partitions_assigned.connect(cast(Any, self._follow_partitions))
         self.app.on_partitions_revoked.connect(cast(Any, self._follow_partitions))
         self.app.timer(settings.progress_interval)(self.report_progress)
+        self.app.timer(settings.deadline_interval)(self.deadlines.tick)
         registry = self.metrics.registry
 
         # faust installs a page function as a View method: (view, request), not a bound method.
@@ -195,6 +206,7 @@ class Worker:
 
     def _count_rebalance(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         self.metrics.rebalance()
+        self.deadlines.forget()
 
     def _follow_partitions(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         """The thread log follows the store and outcome partitions of the events partitions
@@ -204,6 +216,7 @@ class Worker:
         self.thread_log.assign(held)
 
     async def report_progress(self) -> None:
+        await self.processor.check_identity()
         self.metrics.set_lag(self.processor.lag())
         line = self.metrics.progress_line(time.monotonic())
         if line is not None:  # None: nothing changed, and it said so less than a minute ago

@@ -29,6 +29,7 @@ COUNTERS: Final = {
     "redelivered": "Records the consumer delivered twice to this process (skipped).",
     "internal_errors": "Records the worker failed on (sent to the dead-letter topic).",
     "too_large": "Records whose outputs or state would exceed the max output size (dead-lettered).",
+    "expires_sent": "Expire commands the deadline timer produced (one per passed deadline).",
     "rerouted": (
         "Records that arrived on another partition than their thread's and were forwarded to it."
     ),

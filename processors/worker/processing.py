@@ -57,6 +57,8 @@ class BatchProcessor:
         # topic is recognised as such (local_state.py, ThreadState.epoch).
         self.epoch = cluster.identity.epoch(settings.events_topic)
         self._identity_checked = 0.0  # monotonic time of the last check that found it unchanged
+        # Told of each thread state a batch saves (the deadline timer's index).
+        self.on_saved: Callable[[int, str, ThreadState], None] | None = None
         self.next_offsets: dict[Any, int] = {}  # per input partition: the next offset to handle
         self._counter_of = {
             settings.store_topic: "store_out",
@@ -75,18 +77,22 @@ class BatchProcessor:
         # from a buffer its exactly-once commit does not drain, so the write could land in the
         # next transaction while these offsets commit in this one (a kill then loses it).
         states: States = {}
+        saved: dict[tuple[int, str], ThreadState] = {}  # the same states, for the deadlines
         handled = []
         suspicious = False
         for event in events:
             if drop_if_stale(self.app, event):
                 continue  # read again after the rebalance's seek; not acked
             handled.append(event)
-            suspicious |= self.process_one(event.message, out, states)
+            suspicious |= self.process_one(event.message, out, states, saved)
         if suspicious:
             await self._check_identity()
         for (partition, key), value in states.items():
             faust_compat.partition_db(self.table, partition).put(key, value)
             out.add(self.settings.changelog_topic, partition, key, value)
+        if self.on_saved is not None:
+            for (partition, thread_id), state in saved.items():
+                self.on_saved(partition, thread_id, state)
         for queued in await out.send():
             queued.future.add_done_callback(partial(self.checkpoint.delivered, queued))
         queued_at = time.time()
@@ -95,7 +101,13 @@ class BatchProcessor:
         self.metrics.observe_batch(len(handled), time.perf_counter() - started)
         return handled
 
-    def process_one(self, message: Any, out: OutputBatch, states: States) -> bool:
+    def process_one(
+        self,
+        message: Any,
+        out: OutputBatch,
+        states: States,
+        saved: dict[tuple[int, str], ThreadState] | None = None,
+    ) -> bool:
         """Handle one record into `out` and `states`. True when it was read again (a replay or
         a redelivery): normal after a crash or rebalance, but also what a recreated topic looks
         like, so the batch checks the cluster's identity before it is acked."""
@@ -139,6 +151,8 @@ class BatchProcessor:
             out.add(record.topic, partition, record.key, record.value, record.headers)
         if handled.state_bytes is not None and handled.thread_id is not None:
             states[(partition, handled.thread_id.encode())] = handled.state_bytes
+            if saved is not None and handled.state is not None:
+                saved[(partition, handled.thread_id)] = handled.state
         return handled.replayed or handled.replay_missing
 
     def _count(self, handled: Handled, position: Position) -> None:
@@ -178,13 +192,18 @@ class BatchProcessor:
         cluster does not answer, the batch waits (it could not commit anyway)."""
         if time.monotonic() - self._identity_checked < 1.0:
             return
-        while True:
-            try:
-                now = await current_identity(self.settings)
-                break
-            except Exception as exc:  # unreachable for now: its outputs cannot commit either
-                log.warning("cannot check the cluster's identity yet: %s", exc)
-                await asyncio.sleep(1.0)
+        while not await self.check_identity():
+            await asyncio.sleep(1.0)
+
+    async def check_identity(self) -> bool:
+        """One check (see `_check_identity`); False when the cluster did not answer. Also run
+        every progress interval: a reset offset is not always a record read again (faust drops
+        a record below its read offset unseen), so a replaced cluster shows no other way."""
+        try:
+            now = await current_identity(self.settings)
+        except Exception as exc:  # unreachable for now: its outputs cannot commit either
+            log.warning("cannot check the cluster's identity yet: %s", exc)
+            return False
         changes = now.differences(self.cluster.identity)
         if changes:
             log.error(
@@ -194,6 +213,7 @@ class BatchProcessor:
             )
             self._exit(exit_codes.TEMPFAIL)
         self._identity_checked = time.monotonic()
+        return True
 
     def forget_positions(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         """After a rebalance this process may have lost the transaction of records it handled:
