@@ -76,6 +76,25 @@ class Checkpoint:
             raise RuntimeError(f"no open transaction for input partition {partition}")
         return target
 
+    async def commit_idle(self, partitions: set[int]) -> None:
+        """Under exactly-once, inside the gate: commit the transactions of these input partitions
+        now if faust's next commit would skip them. A record produced outside a batch (an
+        `expire` from the deadline timer) is in its partition's transaction; faust commits only
+        transactions with new offsets, so on a partition with no new input it would stay
+        invisible (read_committed) until the next input arrived. Committed with the offsets
+        already committed: nothing else is in those transactions."""
+        if not self.app.in_transaction:
+            return
+        consumer: Any = self.app.consumer
+        committed = faust_compat.committed_offsets(consumer)
+        offsets = {}
+        for partition in partitions:
+            tp = TP(self.settings.events_topic, partition)
+            if not faust_compat.acked_since_commit(consumer, tp):
+                offsets[tp] = committed.get(TopicPartition(tp.topic, tp.partition)) or 0
+        if offsets:
+            await consumer.transactions.commit(offsets, start_new_transaction=True)
+
     def committed(self, position: Position) -> int | None:
         """The partition's committed offset as faust last committed it (a lower bound): the
         replay buffer needs nothing before it."""

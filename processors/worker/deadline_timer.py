@@ -19,6 +19,7 @@ replay stays a pure function of the committed input.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import time
@@ -144,10 +145,12 @@ class DeadlineTimer:
                     value = self.codec.encode(command)
                     out.add(self.settings.events_topic, partition, thread_id.encode(), value)
                 queued = await out.send()
+                for batch in queued:
+                    batch.future.add_done_callback(partial(self.checkpoint.delivered, batch))
+                await asyncio.gather(*(batch.future for batch in queued))
+                await self.checkpoint.commit_idle({partition for partition, _, _ in commands})
             except RuntimeError as exc:  # no open transaction (a rebalance began)
                 log.warning("deadlines not fired yet, the index is rebuilt: %s", exc)
                 self.forget()
                 return
-        for batch in queued:
-            batch.future.add_done_callback(partial(self.checkpoint.delivered, batch))
         self.metrics.count("expires_sent", len(commands))
