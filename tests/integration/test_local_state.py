@@ -18,9 +18,7 @@ import confluent_kafka
 import pytest
 
 from devtools import broker
-from processors.worker.handler import home_partition
-from schemas.codec import InputDecoder
-from tests.integration.harness import (
+from devtools.deployment import (
     Deployment,
     delete_topics,
     encode_inputs,
@@ -28,6 +26,8 @@ from tests.integration.harness import (
     produce,
     read_all,
 )
+from processors.worker.handler import home_partition
+from schemas.codec import InputDecoder
 
 pytestmark = pytest.mark.integration
 

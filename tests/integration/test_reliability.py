@@ -26,9 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from devtools import broker
-from devtools.workload import generate
-from schemas.avro_codec import AvroCodec
-from tests.integration.harness import (
+from devtools.deployment import (
     Comparison,
     Deployment,
     WorkerProcess,
@@ -37,6 +35,8 @@ from tests.integration.harness import (
     produce,
     read_all,
 )
+from devtools.workload import generate
+from schemas.avro_codec import AvroCodec
 from tests.integration.test_worker import check_against_oracle
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]

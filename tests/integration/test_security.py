@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from devtools import broker
-from tests.integration.harness import ROOT, Deployment
+from devtools.deployment import ROOT, Deployment
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,7 @@ import asyncio
 
 import pytest
 
-from devtools.workload import generate
-from processors.core import Output
-from tests.integration.harness import (
+from devtools.deployment import (
     Comparison,
     Deployment,
     compare,
@@ -19,6 +17,8 @@ from tests.integration.harness import (
     read_all,
     wait_for_outcomes,
 )
+from devtools.workload import generate
+from processors.core import Output
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from processors.worker.handler import RecordHandler
 from schemas.codec import InputDecoder
 from schemas.json_codec import JsonCodec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
