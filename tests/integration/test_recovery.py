@@ -17,7 +17,7 @@ from devtools.deployment import (
     produce,
 )
 from devtools.workload import generate
-from tests.integration.test_worker import check_against_oracle
+from tests.support.oracle import check_against_oracle
 
 pytestmark = pytest.mark.integration
 
