@@ -1,13 +1,18 @@
-"""Driving a real worker process against a real broker, and checking it against `replay`."""
+"""The deployment kit shared by the integration tests and the benchmarks: worker processes on a
+broker, each deployment with its own topics, group and data dirs, and the Kafka I/O around them
+(producing, reading a topic back, deleting topics, free ports)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,24 +27,44 @@ from schemas.json_codec import JsonCodec
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The worker's producer settings (processors/worker/app.py): acks=all (faust's default),
+# linger 5 ms.
+ACKS = "all"
+LINGER_MS = 5
+
 
 @dataclass
 class Deployment:
-    """One isolated deployment on the shared broker: its own topics, group and data dirs."""
+    """One isolated deployment on a broker: its own topics, group and data dirs.
+
+    Its topics are `<name>.events` (unless `events_topic` names a shared input), `<name>.store`,
+    `<name>.outcomes` and `<name>.dlq`; its group is `os-<name>` unless `app_id` is given.
+    Worker `i` keeps its data in `<tmp>/data-<i>` and logs to `<tmp>/worker-<i>.log`."""
 
     bootstrap: str
     name: str
     tmp: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     partitions: int = 4
+    app_id: str = ""
+    events_topic: str = ""
+    stop_timeout: float = 30
     workers: list[WorkerProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.app_id = self.app_id or f"os-{self.name}"
+        self.events_topic = self.events_topic or f"{self.name}.events"
+
+    @property
+    def changelog(self) -> str:
+        return f"{self.app_id}-threads-changelog"
 
     @property
     def env(self) -> dict[str, str]:
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "ORCHESTRAL_APP_ID": f"os-{self.name}",
-            "ORCHESTRAL_EVENTS_TOPIC": f"{self.name}.events",
+            "ORCHESTRAL_APP_ID": self.app_id,
+            "ORCHESTRAL_EVENTS_TOPIC": self.events_topic,
             "ORCHESTRAL_STORE_TOPIC": f"{self.name}.store",
             "ORCHESTRAL_OUTCOMES_TOPIC": f"{self.name}.outcomes",
             "ORCHESTRAL_DLQ_TOPIC": f"{self.name}.dlq",
@@ -62,7 +87,8 @@ class Deployment:
 
     def worker(self, index: int = 0, data_dir: Path | None = None) -> WorkerProcess:
         data = data_dir or self.tmp / f"data-{index}"
-        process = WorkerProcess(self.env, data, self.tmp / f"worker-{index}.log", index)
+        log = self.tmp / f"worker-{index}.log"
+        process = WorkerProcess(self.env, data, log, stop_timeout=self.stop_timeout)
         self.workers.append(process)
         return process
 
@@ -72,19 +98,29 @@ class Deployment:
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], data_dir: Path, log: Path, index: int) -> None:
+    """`processors.cli worker` as a child process, its web server on a free port of its own."""
+
+    def __init__(
+        self, env: dict[str, str], data_dir: Path, log: Path, *, stop_timeout: float = 30
+    ) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
         self.env = {
             **os.environ,
             **env,
             "ORCHESTRAL_DATA_DIR": str(data_dir),
-            "ORCHESTRAL_WEB_PORT": str(free_port()),
+            "ORCHESTRAL_WEB_PORT": str(self.port),
         }
         self.log_path = log
+        self.stop_timeout = stop_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.started_at = 0.0  # monotonic, of the last start
 
     def start(self) -> WorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "processors.cli", "worker"],
             cwd=ROOT,
@@ -95,19 +131,25 @@ class WorkerProcess:
         self.starts += 1
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no commit, no flush."""
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 
-    def stop(self, timeout: float = 30) -> int | None:
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout` (default: `stop_timeout`); the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(self.stop_timeout if timeout is None else timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -119,41 +161,110 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def records_in(self) -> int | None:
+        """The worker's `orchestral_records_in_total`, or None while its web server is not up."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        match = re.search(r"^orchestral_records_in_total ([0-9.e+]+)$", text, re.M)
+        return int(float(match.group(1))) if match else None
+
+    def peak_rss_bytes(self) -> int | None:
+        """VmHWM: the process's peak resident set size so far (Linux)."""
+        return self._status_bytes("VmHWM:")
+
+    def rss_bytes(self) -> int | None:
+        return self._status_bytes("VmRSS:")
+
+    def _status_bytes(self, field: str) -> int | None:
+        """A size field of /proc/PID/status, in bytes (None once the process is gone)."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None
+
+
+# --- free ports -----------------------------------------------------------------------------
+
+
+def free_ports(count: int, *, pair: bool = False) -> list[int]:
+    """`count` distinct free loopback ports, held open together so the kernel can't hand one out
+    twice; with `pair`, the first two are consecutive (a broker's controller listens on p + 1)."""
+    for _ in range(100):
+        socks: list[socket.socket] = []
+        try:
+            first = socket.socket()
+            socks.append(first)
+            first.bind(("127.0.0.1", 0))
+            ports = [int(first.getsockname()[1])]
+            if pair:
+                if ports[0] >= 65000:
+                    continue
+                second = socket.socket()
+                socks.append(second)
+                second.bind(("127.0.0.1", ports[0] + 1))
+                ports.append(ports[0] + 1)
+            while len(ports) < count:
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", 0))
+                ports.append(int(sock.getsockname()[1]))
+            return ports[:count]
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free ports")
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def free_port_pair() -> int:
     """A port p with p+1 free too (the broker's controller listens on p+1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 65000:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port pair")
+    return free_ports(2, pair=True)[0]
 
 
 # --- Kafka I/O ------------------------------------------------------------------------------
 
 
 async def produce(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    *,
+    max_batch_size: int = 16384,
 ) -> list[tuple[int, int]]:
-    """Produce (key, value) pairs in order; return each one's (partition, offset)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    """Produce (key, value) pairs in order, each to the partition the worker's topics would use
+    (the default partitioner, murmur2 of the key), with the worker's producer settings (acks=all,
+    linger 5 ms); return each one's (partition, offset)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks=ACKS, linger_ms=LINGER_MS, max_batch_size=max_batch_size
+    )
     await producer.start()
     try:
-        futures = [await producer.send(topic, key=k, value=v) for k, v in records]
-        return [(m.partition, m.offset) for m in await asyncio.gather(*futures)]
+        positions: list[tuple[int, int]] = []
+        futures = []
+        for key, value in records:
+            futures.append(await producer.send(topic, key=key, value=value))
+            if len(futures) >= 20_000:  # bounded: a benchmark's load is millions of records
+                positions.extend((m.partition, m.offset) for m in await asyncio.gather(*futures))
+                futures.clear()
+        positions.extend((m.partition, m.offset) for m in await asyncio.gather(*futures))
+        return positions
     finally:
         await producer.stop()
 
@@ -208,5 +319,6 @@ async def delete_topics(bootstrap: str, names: list[str]) -> None:
 
 
 def encode_inputs(records: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+    """Input records as the producer of the events topic writes them: keyed by thread, JSON."""
     codec = JsonCodec()
     return [(str(r["thread_id"]).encode(), codec.encode(r)) for r in records]
