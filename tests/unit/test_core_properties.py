@@ -33,7 +33,7 @@ from schemas.records import (
     StoredEvent,
     parse_input,
 )
-from tests.unit import strategies as S
+from tests.support.strategies import plans as S
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 # Command -> the state it moves its interaction to (the contract's command names).

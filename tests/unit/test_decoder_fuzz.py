@@ -54,7 +54,7 @@ from schemas.errors import DecodeError
 from schemas.json_codec import MAX_DEPTH, JsonCodec
 from schemas.records import INPUT_TYPES, INTERACTION_COMMANDS, Command, Event, parse_input
 from schemas.resolver import default_resolver
-from tests.unit.strategies import byte_edits, make_settings, mutate
+from tests.support.strategies.plans import byte_edits, make_settings, mutate
 
 # --- profiles -------------------------------------------------------------------------------
 
