@@ -54,7 +54,8 @@ from schemas.errors import DecodeError
 from schemas.json_codec import MAX_DEPTH, JsonCodec
 from schemas.records import INPUT_TYPES, INTERACTION_COMMANDS, Command, Event, parse_input
 from schemas.resolver import default_resolver
-from tests.support.strategies.plans import byte_edits, make_settings, mutate
+from tests.support.strategies.byte_edits import byte_edits, mutate
+from tests.support.strategies.limits import make_settings
 
 # --- profiles -------------------------------------------------------------------------------
 
