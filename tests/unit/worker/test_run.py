@@ -18,7 +18,7 @@ from devtools.deployment import free_port
 from processors import exit_codes
 from processors.worker.run import web_port_problem
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
