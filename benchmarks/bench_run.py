@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.kafka_io import create_topics, produce
+from benchmarks.kafka_io import create_topics
+from devtools.deployment import produce
 from devtools.workload import generate
 from schemas.avro_codec import AvroCodec
 from schemas.codec import Codec
@@ -50,7 +51,7 @@ class BenchRun:
         return name
 
     def produce(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
-        asyncio.run(produce(self.bootstrap, topic, records, PARTITIONS))
+        asyncio.run(produce(self.bootstrap, topic, records, max_batch_size=256 * 1024))
 
 
 @dataclass(frozen=True)

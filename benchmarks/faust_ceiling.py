@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_run import BenchRun, Inputs, log, repeated
-from benchmarks.kafka_io import ROOT
 from benchmarks.raw_pipe import ratio_to_raw
+from devtools.deployment import ROOT
 
 
 def faust_agent_rate(bootstrap: str, topic: str, expected: int, data_dir: Path) -> float:

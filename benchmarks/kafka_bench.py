@@ -32,7 +32,8 @@ module each under benchmarks/:
 
 Results, written by report.py: benchmarks/results/kafka.json and the "Kafka" section of
 BENCHMARKS.md. The run's shared pieces (broker, run id, temp dir, input topics) are in
-bench_run.py, the Kafka plumbing (topics, producing, worker processes) in kafka_io.py.
+bench_run.py, the Kafka plumbing (topics, progress, sizes) in kafka_io.py, the worker processes
+and producing in devtools/deployment.py (shared with the tests).
 """
 
 from __future__ import annotations

@@ -1,57 +1,27 @@
-"""Kafka plumbing for the benchmarks: a broker, worker processes, producing, topics, metrics.
+"""Kafka plumbing for the benchmarks: a broker, topics, a bench deployment, progress, sizes.
 
-Kept apart from the measurement modules (`benchmarks/raw_pipe.py`, `throughput.py`, ...) so the
-measurements read plainly. Everything a run creates on the broker is named `bench-<run id>-...`
-and deleted at the end.
+The worker processes, producing and free ports are the deployment kit shared with the tests
+(`devtools/deployment.py`). Kept apart from the measurement modules (`benchmarks/raw_pipe.py`,
+`throughput.py`, ...) so the measurements read plainly. Everything a run creates on the broker
+is named `bench-<run id>-...` and deleted at the end.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import re
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from devtools import broker as local_broker
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# The worker's producer settings (processors/worker/app.py): acks=all (faust's default),
-# linger 5 ms.
-ACKS = "all"
-LINGER_MS = 5
-
-
-def free_port(pair: bool = False) -> int:
-    """A free port; with `pair`, one whose successor is free too (a broker's controller)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not pair:
-            return port
-        if port < 65000:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
+from devtools.deployment import Deployment, WorkerProcess, free_port_pair
 
 
 def answers(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -72,7 +42,7 @@ def kafka_broker(bootstrap: str | None) -> Iterator[tuple[str, str]]:
         return
     if bootstrap:
         print(f"bench: {bootstrap} does not answer; starting a broker of our own", flush=True)
-    port = free_port(pair=True)
+    port = free_port_pair()
     data = Path(tempfile.mkdtemp(prefix="bench-broker-"))
     info = local_broker.start(port, data_dir=data, timeout=180)
     try:
@@ -108,160 +78,39 @@ async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> list[str]:
         await admin.close()
 
 
-async def produce(
-    bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]], partitions: int
-) -> None:
-    """Produce (key, value) pairs, each to the partition the worker's topics would use (the
-    default partitioner, murmur2 of the key): the load, as fast as the client goes."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks=ACKS, linger_ms=LINGER_MS, max_batch_size=256 * 1024
-    )
-    await producer.start()
-    try:
-        futures = []
-        for key, value in records:
-            futures.append(await producer.send(topic, key=key, value=value))
-            if len(futures) >= 20_000:
-                await asyncio.gather(*futures)
-                futures.clear()
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
 # --- worker processes ---------------------------------------------------------------------------
 
 
-@dataclass
-class Deployment:
-    """One worker deployment on the broker: its own topics, group (app id) and data dirs."""
+# How long a worker gets for a clean shutdown after SIGTERM before it is killed: a large store
+# takes longer to close than the tests' 30 s.
+STOP_TIMEOUT = 60.0
 
-    bootstrap: str
-    name: str  # bench-<run>-<what>
-    tmp: Path
-    events_topic: str
-    codec: str = "json"
-    guarantee: str = "at_least_once"
-    partitions: int = 8
-    workers: list[WorkerProcess] = field(default_factory=list)
 
-    @property
-    def app_id(self) -> str:
-        return self.name
-
-    @property
-    def changelog(self) -> str:
-        return f"{self.app_id}-threads-changelog"
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "ORCHESTRAL_APP_ID": self.app_id,
-            "ORCHESTRAL_EVENTS_TOPIC": self.events_topic,
-            "ORCHESTRAL_STORE_TOPIC": f"{self.name}.store",
-            "ORCHESTRAL_OUTCOMES_TOPIC": f"{self.name}.outcomes",
-            "ORCHESTRAL_DLQ_TOPIC": f"{self.name}.dlq",
-            "ORCHESTRAL_PARTITIONS": str(self.partitions),
-            "ORCHESTRAL_CODEC": self.codec,
-            "ORCHESTRAL_PROCESSING_GUARANTEE": self.guarantee,
-            "ORCHESTRAL_SESSION_TIMEOUT": "6",
+def bench_deployment(
+    bootstrap: str,
+    name: str,  # bench-<run>-<what>
+    tmp: Path,
+    events_topic: str,
+    codec: str = "json",
+    guarantee: str = "at_least_once",
+) -> Deployment:
+    """One worker deployment on the broker over a shared input topic: its own output topics,
+    group (app id = `name`) and data dirs (under `tmp/name`)."""
+    return Deployment(
+        bootstrap,
+        name,
+        tmp / name,
+        extra_env={
+            "ORCHESTRAL_CODEC": codec,
+            "ORCHESTRAL_PROCESSING_GUARANTEE": guarantee,
             "ORCHESTRAL_PROGRESS_INTERVAL": "5",
             "ORCHESTRAL_CONNECT_TIMEOUT": "30",
-        }
-
-    def worker(self, index: int = 0, data_dir: Path | None = None) -> WorkerProcess:
-        data = data_dir or self.tmp / self.name / f"data-{index}"
-        log = self.tmp / self.name / f"worker-{index}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        process = WorkerProcess(self.env, data, log)
-        self.workers.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for w in self.workers:
-            w.stop()
-
-
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], data_dir: Path, log: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.env = {
-            **os.environ,
-            **env,
-            "ORCHESTRAL_DATA_DIR": str(data_dir),
-            "ORCHESTRAL_WEB_PORT": str(self.port),
-        }
-        self.log_path = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-
-    def start(self) -> WorkerProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "processors.cli", "worker"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 60) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def records_in(self) -> int | None:
-        """The worker's `orchestral_records_in_total`, or None while its web server is not up."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            return None
-        match = re.search(r"^orchestral_records_in_total ([0-9.e+]+)$", text, re.M)
-        return int(float(match.group(1))) if match else None
-
-    def peak_rss_bytes(self) -> int | None:
-        """VmHWM: the process's peak resident set size so far (Linux)."""
-        return self._status_bytes("VmHWM:")
-
-    def rss_bytes(self) -> int | None:
-        return self._status_bytes("VmRSS:")
-
-    def _status_bytes(self, field: str) -> int | None:
-        """A size field of /proc/PID/status, in bytes (None once the process is gone)."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith(field):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            return None
-        return None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        },
+        partitions=8,
+        app_id=name,
+        events_topic=events_topic,
+        stop_timeout=STOP_TIMEOUT,
+    )
 
 
 @dataclass

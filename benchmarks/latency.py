@@ -18,7 +18,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from benchmarks.bench_run import PARTITIONS, PAYLOAD_BYTES, BenchRun, log, mb
-from benchmarks.kafka_io import ACKS, LINGER_MS, Deployment, wait_for_records
+from benchmarks.kafka_io import bench_deployment, wait_for_records
+from devtools.deployment import ACKS, LINGER_MS
 from devtools.workload import generate
 from schemas.json_codec import JsonCodec
 
@@ -120,7 +121,7 @@ def measure_latency(
     threads; into `results` ("25%", "50%" -> percentiles) and the worker's peak RSS."""
     results["max_rate_basis"] = round(max_rate)
     lat_topic = run.topic("lat-in")
-    d = Deployment(run.bootstrap, f"{run.run_id}-lat", run.tmp, lat_topic)
+    d = bench_deployment(run.bootstrap, f"{run.run_id}-lat", run.tmp, lat_topic)
     sizes_needed = [int(max_rate * f * seconds) for f in FRACTIONS]
     records = generate(
         WARM_RECORDS + sum(sizes_needed), threads, seed=11, payload_bytes=PAYLOAD_BYTES

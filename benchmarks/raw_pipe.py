@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.bench_run import BenchRun, Inputs, log, repeated
-from benchmarks.kafka_io import ACKS, LINGER_MS
+from devtools.deployment import ACKS, LINGER_MS
 
 
 async def raw_pipe(bootstrap: str, source: str, sink: str, expected: int, group: str) -> float:

@@ -14,12 +14,12 @@ from typing import Any
 
 from benchmarks.bench_run import PAYLOAD_BYTES, BenchRun, encode, log, mb
 from benchmarks.kafka_io import (
-    Deployment,
-    WorkerProcess,
+    bench_deployment,
     dir_bytes,
     rocksdb_logical_bytes,
     wait_for_records,
 )
+from devtools.deployment import Deployment, WorkerProcess
 from devtools.workload import generate
 from schemas.json_codec import JsonCodec
 
@@ -71,7 +71,7 @@ def build_state(d: Deployment, data: Path, expected: int) -> dict[str, Any]:
     """Process everything with one worker on `data`, then stop it cleanly (state kept)."""
     log_path = data.parent / "build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    worker = WorkerProcess(d.env, data, log_path)
+    worker = WorkerProcess(d.env, data, log_path, stop_timeout=d.stop_timeout)
     worker.start()
     try:
         progress = wait_for_records([worker], expected, 1800)
@@ -103,7 +103,9 @@ def measure_recovery(
     unless `local_only`, also from an empty data dir (the changelog) and a cold start."""
     tag = guarantee[:3]
     topic = run.topic(f"rec-{tag}-in")
-    d = Deployment(run.bootstrap, f"{run.run_id}-rec-{tag}", run.tmp, topic, guarantee=guarantee)
+    d = bench_deployment(
+        run.bootstrap, f"{run.run_id}-rec-{tag}", run.tmp, topic, guarantee=guarantee
+    )
     records = recovery_workload(threads, extra, seed=23)
     codec = JsonCodec()
     log(f"recovery ({guarantee}): {len(records):,} records on {threads:,} threads")
@@ -117,21 +119,28 @@ def measure_recovery(
     log(f"recovery ({guarantee}): state {out['state']}")
 
     run.produce(topic, encode(markers("local"), codec))
-    out["local"] = time_to_first_record(WorkerProcess(d.env, data, home / "local.log"))
+    out["local"] = time_to_first_record(
+        WorkerProcess(d.env, data, home / "local.log", stop_timeout=d.stop_timeout)
+    )
     log(f"recovery ({guarantee}) from local state: {out['local']}")
     if local_only:
         return out
 
     run.produce(topic, encode(markers("empty"), codec))
-    empty = WorkerProcess(d.env, home / "data-empty", home / "empty.log")
+    empty = WorkerProcess(
+        d.env, home / "data-empty", home / "empty.log", stop_timeout=d.stop_timeout
+    )
     out["changelog"] = time_to_first_record(empty)
     log(f"recovery ({guarantee}) from the changelog: {out['changelog']}")
 
     cold_topic = run.topic("cold-in")
     run.produce(cold_topic, encode(markers("cold"), codec))
-    cold = Deployment(run.bootstrap, f"{run.run_id}-cold", run.tmp, cold_topic)
+    cold = bench_deployment(run.bootstrap, f"{run.run_id}-cold", run.tmp, cold_topic)
     cold_worker = WorkerProcess(
-        cold.env, run.tmp / cold.name / "data", run.tmp / cold.name.replace("/", "_") / "w.log"
+        cold.env,
+        run.tmp / cold.name / "data",
+        run.tmp / cold.name.replace("/", "_") / "w.log",
+        stop_timeout=cold.stop_timeout,
     )
     out["cold_start_no_state"] = time_to_first_record(cold_worker)
     log(f"cold start, no state: {out['cold_start_no_state']}")

@@ -9,7 +9,7 @@ import statistics
 from typing import Any
 
 from benchmarks.bench_run import BenchRun, Inputs, log
-from benchmarks.kafka_io import Deployment
+from benchmarks.kafka_io import bench_deployment
 from benchmarks.throughput import worker_throughput
 
 
@@ -21,7 +21,7 @@ def measure_scaling(
     rates = []
     for i in range(repeats):
         name = f"{run.run_id}-two-{i}"
-        d = Deployment(run.bootstrap, name, run.tmp, inputs.topics[codec], codec=codec)
+        d = bench_deployment(run.bootstrap, name, run.tmp, inputs.topics[codec], codec=codec)
         rates.append(worker_throughput(d, inputs.records, count=2).rate)
         log(f"two workers #{i + 1}: {rates[-1]:,.0f} records/s")
     two = statistics.median(rates)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.bench_run import BenchRun, Inputs, log, repeated
-from benchmarks.kafka_io import Deployment, wait_for_records
+from benchmarks.kafka_io import bench_deployment, wait_for_records
 from benchmarks.raw_pipe import ratio_to_raw
+from devtools.deployment import Deployment
 
 
 @dataclass
@@ -64,7 +65,7 @@ def measure_throughput(
             runs = []
             for i in range(repeats):
                 name = f"{run.run_id}-w-{codec}-{guarantee[:3]}-{i}"
-                d = Deployment(
+                d = bench_deployment(
                     run.bootstrap, name, run.tmp, topic, codec=codec, guarantee=guarantee
                 )
                 one = worker_throughput(d, inputs.records)

@@ -1,9 +1,9 @@
 """Coverage-guided fuzzing of the decoders with atheris (libFuzzer): optional, not a test.
 
-The hypothesis counterpart, run with the unit tests, is `tests/unit/test_decoder_fuzz.py`. This
-harness feeds libFuzzer's mutated bytes to the same entry points the worker uses and fails (writes
-a `crash-*` file and exits non-zero) when anything but `DecodeError` escapes a decoder, when a
-decoded value cannot be written back as JSON, or when `RecordHandler.handle` raises at all.
+The hypothesis counterpart, run with the unit tests, is `tests/unit/schemas/test_decoder_fuzz.py`.
+This harness feeds libFuzzer's mutated bytes to the same entry points the worker uses and fails
+(writes a `crash-*` file and exits non-zero) when anything but `DecodeError` escapes a decoder,
+when a decoded value cannot be written back as JSON, or when `RecordHandler.handle` raises at all.
 
     .venv/bin/pip install atheris     # a wheel for CPython 3.11 on x86_64 Linux; not a dependency
     mkdir -p var/fuzz-corpus

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from devtools import broker
-from tests.integration.harness import Deployment, delete_topics, free_port_pair
+from devtools.deployment import Deployment, delete_topics, free_port_pair
 
 
 @pytest.fixture(scope="session")

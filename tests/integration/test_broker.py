@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from devtools import broker
+from devtools.deployment import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -25,21 +26,9 @@ if shutil.which("java") is None or shutil.which("mvn") is None:
     pytest.skip("the local broker needs java and mvn on PATH", allow_module_level=True)
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports, held open together so the kernel can't hand one out twice."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind((broker.HOST, 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.BrokerInfo]:
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     data_dir = tmp_path_factory.mktemp("broker")
     info = broker.start(port, data_dir=data_dir, controller_port=controller_port, timeout=60)
     try:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from devtools.deployment import ROOT, Deployment, delete_topics, free_port, produce
 from processors import exit_codes
 from processors.client.client import Client
-from tests.integration.harness import ROOT, Deployment, delete_topics, free_port, produce
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.harness import Deployment, WorkerProcess
-from tests.integration.test_thread_api import get, message, post, stream, url, wait_ready
+from devtools.deployment import Deployment, WorkerProcess
+from tests.support.thread_api import get, message, post, stream, url, wait_ready
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,7 @@ import confluent_kafka
 import pytest
 
 from devtools import broker
-from processors.worker.cluster_identity import current_identity
-from processors.worker.handler import home_partition
-from schemas.codec import InputDecoder
-from tests.integration.harness import (
+from devtools.deployment import (
     Deployment,
     delete_topics,
     encode_inputs,
@@ -29,6 +26,9 @@ from tests.integration.harness import (
     produce,
     read_all,
 )
+from processors.worker.cluster_identity import current_identity
+from processors.worker.handler import home_partition
+from schemas.codec import InputDecoder
 
 pytestmark = pytest.mark.integration
 

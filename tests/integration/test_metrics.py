@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.harness import Deployment, encode_inputs, produce
+from devtools.deployment import Deployment, encode_inputs, produce
 
 pytestmark = pytest.mark.integration
 

@@ -9,15 +9,15 @@ import time
 
 import pytest
 
-from devtools.workload import generate
-from tests.integration.harness import (
+from devtools.deployment import (
     ROOT,
     Deployment,
     encode_inputs,
     free_port,
     produce,
 )
-from tests.integration.test_worker import check_against_oracle
+from devtools.workload import generate
+from tests.support.oracle import check_against_oracle
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """Fault scenarios: SIGKILLs mid-stream, a worker lost to another, a broker restart, bad input.
 
-Every scenario ends with the oracle (harness.oracle: the committed input read back and run
+Every scenario ends with the oracle (tests/support/oracle.py: the committed input read back and run
 through the worker's pure logic) compared with what the worker wrote: lost and mismatched must
 be 0, identical duplicates are allowed only under at-least-once. Each prints its report line,
 and appends it as JSON to $ORCHESTRAL_RELIABILITY_REPORT when set.
@@ -26,10 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from devtools import broker
-from devtools.workload import generate
-from schemas.avro_codec import AvroCodec
-from tests.integration.harness import (
-    Comparison,
+from devtools.deployment import (
     Deployment,
     WorkerProcess,
     encode_inputs,
@@ -37,7 +34,9 @@ from tests.integration.harness import (
     produce,
     read_all,
 )
-from tests.integration.test_worker import check_against_oracle
+from devtools.workload import generate
+from schemas.avro_codec import AvroCodec
+from tests.support.oracle import Comparison, check_against_oracle
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from devtools import broker
-from tests.integration.harness import ROOT, Deployment
+from devtools.deployment import ROOT, Deployment, free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -92,38 +91,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )  # fmt: skip
 
 
-def _free_ports(count: int) -> list[int]:
-    """`count` free ports, the first two consecutive (the controller listens on port + 1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = int(s.getsockname()[1])
-        if first >= 65000:
-            continue
-        ports = [first, first + 1]
-        socks = []
-        try:
-            for port in ports:
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            while len(ports) < count:  # held open, so the OS hands out distinct ones
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", 0))
-                ports.append(int(sock.getsockname()[1]))
-            return ports
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free ports")
-
-
 @pytest.fixture(scope="module")
 def secured(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.BrokerInfo]:
-    port, _, sasl_port, sasl_ssl_port, ssl_port = _free_ports(5)
+    # The first two consecutive: the controller listens on port + 1.
+    port, _, sasl_port, sasl_ssl_port, ssl_port = free_ports(5, pair=True)
     data = tmp_path_factory.mktemp("secured-broker")
     security = broker.Security(
         sasl_plaintext_port=sasl_port,

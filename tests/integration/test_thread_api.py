@@ -7,8 +7,6 @@ reads come from the owner's own state and thread log, never a topic scan.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,47 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devtools.deployment import Deployment, read_all
 from processors.worker.handler import home_partition
 from schemas.codec import InputDecoder
-from tests.integration.harness import Deployment, WorkerProcess, read_all
+from tests.support.thread_api import get, message, post, stream, url, wait_ready
 
 pytestmark = pytest.mark.integration
-
-
-def url(worker: WorkerProcess) -> str:
-    return f"http://127.0.0.1:{worker.env['ORCHESTRAL_WEB_PORT']}"
-
-
-async def wait_ready(session: aiohttp.ClientSession, *workers: WorkerProcess) -> None:
-    deadline = time.monotonic() + 120
-    for worker in workers:
-        while True:
-            try:
-                async with session.get(url(worker) + "/readyz") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, worker.log()[-3000:]
-            await asyncio.sleep(0.5)
-
-
-async def post(
-    session: aiohttp.ClientSession, base: str, thread: str, body: dict[str, Any], **params: str
-) -> tuple[int, dict[str, Any]]:
-    async with session.post(f"{base}/threads/{thread}/events", json=body, params=params) as r:
-        return r.status, await r.json(content_type=None)
-
-
-async def get(
-    session: aiohttp.ClientSession, base: str, path: str, **params: str
-) -> tuple[int, dict[str, Any]]:
-    async with session.get(base + path, params=params) as response:
-        return response.status, await response.json(content_type=None)
-
-
-def message(text: str) -> dict[str, Any]:
-    return {"type": "user_input", "payload": {"message": text}}
 
 
 def test_two_workers_answer_for_every_thread(deployment: Deployment) -> None:
@@ -135,38 +98,6 @@ def test_read_your_writes_history_paging_and_resumed_streams(deployment: Deploym
             assert len(outcomes) == 25 and len(set(outcomes)) == 25
 
     asyncio.run(scenario())
-
-
-async def stream(
-    session: aiohttp.ClientSession,
-    base: str,
-    thread: str,
-    params: dict[str, str],
-    *,
-    stop_after: int | None,
-    last: str | None = None,
-) -> list[tuple[str, str, dict[str, Any]]]:
-    """(id, event, data) of the stream's messages, until `stop_after` of them or a quiet second."""
-    headers = {"Last-Event-ID": last} if last else {}
-    messages: list[tuple[str, str, dict[str, Any]]] = []
-    async with session.get(f"{base}/threads/{thread}/stream", params=params, headers=headers) as r:
-        assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
-        fields: dict[str, str] = {}
-        while stop_after is None or len(messages) < stop_after:
-            try:
-                line = (await asyncio.wait_for(r.content.readline(), 2.0)).decode().rstrip("\n")
-            except TimeoutError:
-                break
-            if line.startswith(":"):
-                continue
-            if not line:
-                if "data" in fields:
-                    messages.append((fields["id"], fields["event"], json.loads(fields["data"])))
-                fields = {}
-                continue
-            name, _, value = line.partition(": ")
-            fields[name] = value
-    return messages
 
 
 def test_the_token_guards_every_thread_call(deployment: Deployment) -> None:

@@ -6,19 +6,9 @@ import asyncio
 
 import pytest
 
+from devtools.deployment import Deployment, encode_inputs, produce, read_all
 from devtools.workload import generate
-from processors.core import Output
-from tests.integration.harness import (
-    Comparison,
-    Deployment,
-    compare,
-    encode_inputs,
-    expected_outputs,
-    oracle,
-    produce,
-    read_all,
-    wait_for_outcomes,
-)
+from tests.support.oracle import assert_output_matches, check_against_oracle, expected_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -101,38 +91,11 @@ BAD_RECORDS: list[tuple[bytes | None, bytes | None, str]] = [
 ]
 
 
-async def assert_output_matches(
-    deployment: Deployment,
-    expected: list[Output],
-    *,
-    timeout: float = 120,
-    duplicates_allowed: bool = False,
-) -> Comparison:
-    """Wait for the worker's output and compare it with `expected` (lost, mismatched, copies)."""
-    actual = await wait_for_outcomes(deployment, expected, timeout)
-    result = compare(expected, actual)
-    assert result.ok, (
-        result.summary() + "\n" + "\n".join(map(str, (result.lost + result.unexpected)[:5]))
-    )
-    if not duplicates_allowed:  # a clean run re-emits nothing
-        assert result.identical_duplicates == 0, result.summary()
-    return result
-
-
 async def run_and_compare(deployment: Deployment, records: list[dict[str, object]]) -> None:
     """Produce `records` and compare the worker's output with `replay` of them."""
     settings = deployment.settings
     positions = await produce(deployment.bootstrap, settings.events_topic, encode_inputs(records))
     await assert_output_matches(deployment, expected_outputs(positions, records, settings))
-
-
-async def check_against_oracle(
-    deployment: Deployment, *, timeout: float = 120, duplicates_allowed: bool = False
-) -> Comparison:
-    """Compare the worker's output with the oracle over everything in the input topic."""
-    return await assert_output_matches(
-        deployment, await oracle(deployment), timeout=timeout, duplicates_allowed=duplicates_allowed
-    )
 
 
 def test_scenarios_and_bad_input_match_replay(deployment: Deployment) -> None:

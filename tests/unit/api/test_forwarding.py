@@ -10,7 +10,7 @@ import pytest
 
 from processors.api import Owner
 from processors.api.forwarding import FORWARDED_HEADER
-from tests.unit.api.conftest import THREAD, FakeBackend, make_settings, read_sse, stored
+from tests.support.api_fakes import THREAD, FakeBackend, make_settings, read_sse, stored
 
 TOKEN = "tok"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

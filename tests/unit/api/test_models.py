@@ -5,7 +5,7 @@ from __future__ import annotations
 from processors.api.models import InteractionView, ThreadStateView
 from processors.client.thread_view import describe_state
 from processors.core import Interaction, QueuedEvent, ThreadState
-from tests.unit.api.conftest import TS, make_settings
+from tests.support.api_fakes import TS, make_settings
 
 
 def test_describe_state_fits_the_thread_state_model():

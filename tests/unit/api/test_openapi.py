@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from processors.api import add_routes
-from tests.unit.api.conftest import (
+from tests.support.api_fakes import (
     THREAD,
     interaction,
     make_settings,

@@ -15,7 +15,7 @@ from processors.api import Owner
 from processors.client.client import Client, RecordRefused
 from schemas.codec import InputDecoder
 from schemas.errors import DecodeError
-from tests.unit.api.conftest import (
+from tests.support.api_fakes import (
     THREAD,
     TS,
     interaction,

@@ -8,7 +8,7 @@ from pydantic import SecretStr
 from config.settings import load_settings
 from processors.api import bind_problem
 from schemas.errors import ConfigurationError
-from tests.unit.api.conftest import THREAD, make_settings, thread_state
+from tests.support.api_fakes import THREAD, make_settings, thread_state
 
 TOKEN = "s3cret-token"
 

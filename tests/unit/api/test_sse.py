@@ -7,7 +7,7 @@ import json
 
 from processors.api.backend import StreamMessage
 from processors.api.sse import encode
-from tests.unit.api.conftest import THREAD, read_sse, stored
+from tests.support.api_fakes import THREAD, read_sse, stored
 
 
 async def _until(predicate, timeout: float = 5.0) -> None:

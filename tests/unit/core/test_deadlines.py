@@ -22,7 +22,7 @@ from processors.core.state import STATE_FORMAT
 from schemas.errors import DecodeError
 from schemas.records import parse_input
 from schemas.timestamps import from_nanos, to_nanos
-from tests.unit.driver import T0, Driver, interaction_records, stored
+from tests.support.driver import T0, Driver, interaction_records, stored
 
 T0_NS = to_nanos(T0)
 

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for the thread runtime: random settings and random *symbolic* input plans.
+"""Random *symbolic* input plans for the thread runtime, and how they become input records.
 
 A plan is a list of symbolic steps. A step names its thread by index and may refer to interactions
 symbolically, as `("known", k)` (the k-th interaction the core has started on that thread so far,
@@ -10,7 +10,7 @@ exist, as a real executor's would.
 Three flavours of plan (`scenarios(flavour=...)`, default: any): "mixed", "crowded" (several
 interactions alive and waiting per thread) and "queue" (the queue fills and drains).
 
-`ABSENT` marks a key left out of the record (as opposed to present and `null`).
+The field values come from `records.py`, the limits of a scenario from `limits.py`.
 """
 
 from __future__ import annotations
@@ -19,173 +19,22 @@ from typing import Any, Final
 
 from hypothesis import strategies as st
 
-from config.settings import Settings
-from processors.core import Limits
-
-ABSENT: Final = "<absent>"
-
-THREAD_IDS: Final = ("t1", "t2", "thread-ü")
-POLICY_NAMES: Final = ("interrupt", "reject", "parallel", "merge", "queue", "rollback")
-# The contract's aliases (the table's parenthesised names that are not options).
-POLICY_ALIASES: Final = {
-    "interrupt_and_start_new": "interrupt",
-    "reject_when_busy": "reject",
-    "steer": "merge",
-    "enqueue": "queue",
-}
-ALL_POLICY_NAMES: Final = POLICY_NAMES + tuple(POLICY_ALIASES)
-EVENT_KINDS: Final = ("webhook", "email", "Timer")
-# A small pool, so that explicit event ids repeat (duplicates, and ids that left the window).
-EVENT_ID_POOL: Final = ("e0", "e1", "e2", "e3")
-UNKNOWN_IDS: Final = ("11111111-1111-5111-8111-111111111111", "nope")
-# Input timestamp -> its canonical form on output (UTC, `Z`, shortest exact 0/3/6/9 digits).
-CANONICAL_TIMESTAMPS: Final = {
-    "2024-01-01T00:00:00Z": "2024-01-01T00:00:00Z",
-    "2024-01-01T00:00:00.123Z": "2024-01-01T00:00:00.123Z",
-    "2024-01-01T02:00:00+02:00": "2024-01-01T00:00:00Z",
-    "2024-01-01T00:00:00.500000Z": "2024-01-01T00:00:00.500Z",
-    "2024-02-29T23:59:59.123456789Z": "2024-02-29T23:59:59.123456789Z",
-    "2023-12-31T23:00:00-01:00": "2024-01-01T00:00:00Z",
-    "2030-01-01T00:00:00Z": "2030-01-01T00:00:00Z",
-}
-TIMESTAMPS: Final = tuple(CANONICAL_TIMESTAMPS)[:-1]
-
-
-def canonical(name: str) -> str:
-    return POLICY_ALIASES.get(name, name)
-
-
-def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
-    """A strategy drawn with the given weights (`one_of` picks its branches uniformly)."""
-    pool = [strategy for weight, strategy in choices for _ in range(weight)]
-    return st.sampled_from(pool).flatmap(lambda strategy: strategy)
-
-
-# --- settings -------------------------------------------------------------------------------
-
-
-def make_settings(**kwargs: Any) -> Settings:
-    """Settings for the shell (the record handler); every field it reads is given."""
-    return Settings(events_topic="orchestral.events", replay_buffer=10_000, **kwargs)
-
-
-def make_limits(**kwargs: Any) -> Limits:
-    # Every field the core reads is given, so the environment cannot leak in.
-    return Limits(
-        events_topic="orchestral.events",
-        replay_buffer=10_000,
-        **kwargs,
-    )
-
-
-FLAVOURS: Final = ("mixed", "crowded", "queue")
-
-
-def runtime_limits(
-    *, dedupe_window: st.SearchStrategy[int] | None = None, flavour: str = "mixed"
-) -> st.SearchStrategy[Limits]:
-    """`crowded`: only policies that let interactions pile up, and room for several;
-    `queue`: the queue policy by default."""
-    if flavour == "crowded":
-        policies = st.sampled_from(("parallel", "merge", "steer", "queue", "enqueue"))
-    elif flavour == "queue":
-        policies = st.sampled_from(("queue", "enqueue"))
-    else:  # policies that let interactions pile up are drawn more often: more to collide
-        policies = st.sampled_from((*ALL_POLICY_NAMES, "parallel", "parallel", "queue", "merge"))
-    low = 2 if flavour == "crowded" else 1
-    return st.builds(
-        make_limits,
-        default_policy=policies,
-        max_parallel=st.integers(low, 4),
-        max_queue_depth=st.integers(1, 3),
-        max_interactions_per_thread=st.integers(low, 4),
-        auto_cleanup=st.booleans(),
-        terminal_retention=st.sampled_from((0, 1, 2, 3, 100)),
-        dedupe_window=dedupe_window
-        if dedupe_window is not None
-        else st.sampled_from((0, 1, 2, 3, 1000)),
-    )
-
-
-# --- field values ---------------------------------------------------------------------------
-
-json_leaves = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6)
+from tests.support.strategies.limits import FLAVOURS, runtime_limits
+from tests.support.strategies.records import (
+    ABSENT,
+    EVENT_KINDS,
+    THREAD_IDS,
+    TIMESTAMPS,
+    UNKNOWN_IDS,
+    event_ids,
+    optional_refs,
+    optional_text,
+    overrides,
+    payloads,
+    policy_specs,
+    refs,
+    weighted,
 )
-json_values = st.recursive(
-    json_leaves,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=6,
-)
-# Mostly a message; sometimes null (invalid on user_input / external_event), sometimes anything.
-_messages = st.builds(lambda m: {"message": m}, st.text(max_size=6))
-payloads = weighted((6, _messages), (1, st.none()), (1, json_values))
-
-# Mostly the newest interaction (the one an executor is running), sometimes older ones.
-_indexes = st.sampled_from((-1, -1, -1, -1, -2, -3, 0, 1, 2))
-refs = weighted(
-    (3, st.tuples(st.just("live"), _indexes)),  # among the non-terminal ones
-    (2, st.tuples(st.just("known"), _indexes)),  # among all started so far
-    (1, st.tuples(st.just("unknown"), st.sampled_from(UNKNOWN_IDS))),
-)
-# For fields that are optional on input: absent, null, or a reference.
-optional_refs = st.one_of(st.just(ABSENT), st.none(), refs)
-optional_text = st.one_of(st.just(ABSENT), st.none(), st.sampled_from(("task-1", "s")))
-
-event_ids = weighted(
-    (3, st.just(ABSENT)),  # the processor derives it from the position
-    (3, st.sampled_from(EVENT_ID_POOL)),
-    (1, st.sampled_from(("u-ü", "u-日", "u-😀"))),
-)
-
-policy_options = st.one_of(st.just(ABSENT), st.none(), st.integers(1, 3))
-
-
-def _with_options(
-    fields: dict[str, Any], max_parallel: Any, max_queue_depth: Any
-) -> dict[str, Any]:
-    """`fields` plus the policy options that are not ABSENT."""
-    for key, value in (("max_parallel", max_parallel), ("max_queue_depth", max_queue_depth)):
-        if value is not ABSENT:
-            fields[key] = value
-    return fields
-
-
-def _spec_object(name: str, max_parallel: Any, max_queue_depth: Any) -> dict[str, Any]:
-    return _with_options({"name": name}, max_parallel, max_queue_depth)
-
-
-# A policy as the wire carries it: a bare name, or an object with options.
-policy_specs = st.one_of(
-    st.sampled_from(ALL_POLICY_NAMES),
-    st.builds(_spec_object, st.sampled_from(ALL_POLICY_NAMES), policy_options, policy_options),
-)
-
-
-def _flat_override(name: str, max_parallel: Any, max_queue_depth: Any) -> dict[str, Any]:
-    """The flat form: `"concurrency": NAME` with the options beside it."""
-    return _with_options({"concurrency": name}, max_parallel, max_queue_depth)
-
-
-# Extra fields of an event that may go to the concurrency policy.
-overrides = weighted(
-    (4, st.just({})),
-    (2, st.builds(lambda spec: {"concurrency": spec}, policy_specs)),
-    (
-        1,
-        st.builds(
-            _flat_override, st.sampled_from(ALL_POLICY_NAMES), policy_options, policy_options
-        ),
-    ),
-)
-
-# --- symbolic steps -------------------------------------------------------------------------
 
 
 def _step(
@@ -487,30 +336,3 @@ def concretize(
 
 def _is_absent(value: Any) -> bool:
     return isinstance(value, str) and value == ABSENT
-
-
-def byte_edits(min_size: int = 0) -> st.SearchStrategy[list[tuple[str, int, bytes]]]:
-    """Up to 4 edits of an encoded record: set, insert or delete a few bytes somewhere."""
-    return st.lists(
-        st.tuples(
-            st.sampled_from(["set", "insert", "delete"]),
-            st.integers(0, 10_000),
-            st.binary(min_size=1, max_size=4),
-        ),
-        min_size=min_size,
-        max_size=4,
-    )
-
-
-def mutate(data: bytes, edits: list[tuple[str, int, bytes]], cut: int | None = None) -> bytes:
-    """`data` with `edits` applied (positions wrap around its length), then cut at `cut`."""
-    out = bytearray(data)
-    for op, at, value in edits:
-        at %= len(out) + 1
-        if op == "set":
-            out[at : at + len(value)] = value
-        elif op == "insert":
-            out[at:at] = value
-        else:
-            del out[at : at + len(value)]
-    return bytes(out if cut is None else out[:cut])

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from processors.client.history import query_history
 from processors.core import STORE, ids, replay
-from tests.unit.driver import ts
+from tests.support.driver import ts
 
 IIDS = ("i0", "i1", "i2")
 

@@ -18,7 +18,7 @@ from processors.core.runtime import NULL_PAYLOAD_REASON
 from processors.worker.handler import RecordHandler
 from schemas.json_codec import JsonCodec
 from schemas.records import INPUT_TYPES
-from tests.unit.strategies import json_values
+from tests.support.strategies.records import json_values
 
 SETTINGS = Settings(events_topic="orchestral.events")
 NOW = "2026-12-01T10:00:00.000Z"

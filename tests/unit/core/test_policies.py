@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from processors.core import Action, Policy, decide
-from tests.unit.driver import Driver, stored
+from tests.support.driver import Driver, stored
 
 
 def policy(name: str, max_parallel: int = 4, max_queue_depth: int = 10) -> Policy:

@@ -22,7 +22,7 @@ from processors.worker.metrics import (
 from schemas.avro_codec import AvroCodec
 from schemas.codec import InputDecoder
 from schemas.errors import DecodeError
-from tests.unit.strategies import make_settings
+from tests.support.strategies.limits import make_settings
 
 POSITION = Position("orchestral.events", 3, 42)
 USER_INPUT = {

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from devtools.deployment import free_port
 from processors import exit_codes
 from processors.worker.run import web_port_problem
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -57,10 +58,7 @@ def test_a_taken_port_stops_the_worker_in_one_line(taken_port: int, tmp_path: Pa
 
 
 def test_a_free_port_passes(taken_port: int) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free = probe.getsockname()[1]
-    assert web_port_problem("127.0.0.1", free) is None
+    assert web_port_problem("127.0.0.1", free_port()) is None
 
 
 def test_a_closed_but_lingering_socket_is_no_conflict() -> None:

@@ -22,7 +22,7 @@ import yaml
 from config.settings import Settings
 from devtools import broker
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def compose() -> dict[str, Any]:

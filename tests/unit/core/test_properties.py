@@ -33,7 +33,7 @@ from schemas.records import (
     StoredEvent,
     parse_input,
 )
-from tests.unit import strategies as S
+from tests.support.strategies import limits, plans, records
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 # Command -> the state it moves its interaction to (the contract's command names).
@@ -124,7 +124,7 @@ def execute(scenario: dict[str, Any]) -> Run:
         live = {
             t: [i for i in started.get(t, []) if announced[t][i] not in TERMINAL] for t in started
         }
-        value = S.concretize(symbolic, scenario["threads"], started, live)
+        value = plans.concretize(symbolic, scenario["threads"], started, live)
         record = parse_input(value)
         before = states.get(record.thread_id)
         before_bytes = before.to_bytes() if before is not None else None
@@ -164,8 +164,8 @@ def _spec(raw: Any, flat: dict[str, Any] | None = None) -> tuple[str, Any, Any] 
         return None
     if isinstance(raw, str):
         flat = flat or {}
-        return S.canonical(raw), flat.get("max_parallel"), flat.get("max_queue_depth")
-    return S.canonical(raw["name"]), raw.get("max_parallel"), raw.get("max_queue_depth")
+        return records.canonical(raw), flat.get("max_parallel"), flat.get("max_queue_depth")
+    return records.canonical(raw["name"]), raw.get("max_parallel"), raw.get("max_queue_depth")
 
 
 @dataclass
@@ -193,7 +193,7 @@ class Model:
         spec = (
             _spec(value.get("concurrency"), value)
             or self.policy
-            or (S.canonical(cfg.default_policy), None, None)
+            or (records.canonical(cfg.default_policy), None, None)
         )
         return spec[0], spec[1] or cfg.max_parallel, spec[2] or cfg.max_queue_depth
 
@@ -257,7 +257,7 @@ def explicit_ids_before(run: Run, step: Step) -> set[str]:
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_exactly_one_outcome_per_input_with_its_event_id(scenario: dict[str, Any]) -> None:
     run = execute(scenario)
     for step in run.steps:
@@ -279,7 +279,7 @@ def test_exactly_one_outcome_per_input_with_its_event_id(scenario: dict[str, Any
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_nonterminal_interactions_stay_within_limits(scenario: dict[str, Any]) -> None:
     run, cfg = execute(scenario), scenario["settings"]
     for step, model in walk(run):
@@ -345,7 +345,7 @@ def test_nonterminal_interactions_stay_within_limits(scenario: dict[str, Any]) -
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_seq_is_gap_free_from_one_per_thread(scenario: dict[str, Any]) -> None:
     run = execute(scenario)
     last: dict[str, int] = {}
@@ -372,7 +372,7 @@ def is_mark(record: dict[str, Any]) -> bool:
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_each_rolled_back_interaction_gets_one_mark_right_after_its_record(
     scenario: dict[str, Any],
 ) -> None:
@@ -402,13 +402,13 @@ def test_each_rolled_back_interaction_gets_one_mark_right_after_its_record(
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_ids_are_derived_and_time_comes_from_the_input(scenario: dict[str, Any]) -> None:
     run = execute(scenario)
     derived: dict[tuple[str, str], str] = {}  # (thread, source event id) -> interaction id
     timestamps: dict[tuple[str, str], set[str]] = {}  # (thread, event id) -> canonical inputs
     for step in run.steps:
-        own = S.CANONICAL_TIMESTAMPS[step.value["timestamp"]]
+        own = records.CANONICAL_TIMESTAMPS[step.value["timestamp"]]
         timestamps.setdefault((step.thread_id, step.event_id), set()).add(own)
         # Outcome and interaction records carry the input's time, never the wall clock.
         assert all(r["timestamp"] == own for t, r in step.outputs if t != "store")
@@ -448,12 +448,12 @@ def check_terminal_is_final(scenario: dict[str, Any]) -> None:
 
 def _user_input(event_id: str) -> dict[str, Any]:
     """A symbolic user_input of thread 0 with a given event id."""
-    fields = {"event_id": event_id, "timestamp": S.TIMESTAMPS[0], "payload": {"m": 1}}
+    fields = {"event_id": event_id, "timestamp": records.TIMESTAMPS[0], "payload": {"m": 1}}
     return {"thread": 0, "type": "user_input", "fields": fields, "refs": {}}
 
 
 def _complete_newest() -> dict[str, Any]:
-    fields = {"timestamp": S.TIMESTAMPS[0], "command": "complete"}
+    fields = {"timestamp": records.TIMESTAMPS[0], "command": "complete"}
     return {
         "thread": 0,
         "type": "command",
@@ -471,12 +471,14 @@ def _complete_newest() -> dict[str, Any]:
     "queued copy is known, it is a duplicate (tests below)",
 )
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 # e1 starts X; e2 cancels X (interrupt) and the start purges it; e1 again (out of a window of 0)
 # starts X again: cancelled -> active.
 @example(
     {
-        "settings": S.make_limits(dedupe_window=0, default_policy="interrupt", auto_cleanup=True),
+        "settings": limits.make_limits(
+            dedupe_window=0, default_policy="interrupt", auto_cleanup=True
+        ),
         "threads": 1,
         "steps": [_user_input("e1"), _user_input("e2"), _user_input("e1")],
     }
@@ -486,7 +488,7 @@ def test_no_interaction_leaves_a_terminal_state(scenario: dict[str, Any]) -> Non
 
 
 @PROPERTY
-@given(S.scenarios(dedupe_window=st.just(1000)))
+@given(plans.scenarios(dedupe_window=st.just(1000)))
 def test_no_interaction_leaves_a_terminal_state_within_dedupe_window(
     scenario: dict[str, Any],
 ) -> None:
@@ -498,7 +500,7 @@ def test_no_interaction_leaves_a_terminal_state_within_dedupe_window(
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_queue_is_fifo_bounded_and_drained_when_idle(scenario: dict[str, Any]) -> None:
     run, cfg = execute(scenario), scenario["settings"]
     for step, model in walk(run):
@@ -529,7 +531,7 @@ def test_queue_is_fifo_bounded_and_drained_when_idle(scenario: dict[str, Any]) -
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_output_is_a_pure_function_of_the_input(scenario: dict[str, Any]) -> None:
     run = execute(scenario)
     fed = encoded([o for step in run.steps for o in step.outputs])
@@ -540,7 +542,7 @@ def test_output_is_a_pure_function_of_the_input(scenario: dict[str, Any]) -> Non
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_threads_are_independent(scenario: dict[str, Any]) -> None:
     """A thread's outputs do not depend on other threads' records (positions kept)."""
     run = execute(scenario)
@@ -556,7 +558,7 @@ def test_threads_are_independent(scenario: dict[str, Any]) -> None:
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_reprocessing_from_the_saved_state_is_identical(scenario: dict[str, Any]) -> None:
     """7a: crash before the state was saved: the record is applied again to the old state."""
     run, cfg = execute(scenario), scenario["settings"]
@@ -572,7 +574,7 @@ def test_reprocessing_from_the_saved_state_is_identical(scenario: dict[str, Any]
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_rereading_an_applied_record_reemits_its_outputs(scenario: dict[str, Any]) -> None:
     """7b: crash after the state was saved, before the offset commit (maybe several records)."""
     run, cfg = execute(scenario), scenario["settings"]
@@ -600,7 +602,7 @@ def check_duplicate(before: ThreadState, after: ThreadState, outputs: list[Outpu
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_a_seen_event_id_at_another_position_is_a_duplicate(scenario: dict[str, Any]) -> None:
     """7c: in the stream, and injected at a new offset after the last record."""
     run, cfg = execute(scenario), scenario["settings"]
@@ -645,7 +647,7 @@ def explicit_ids_of(run: Run, thread_id: str) -> set[str]:
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_thread_state_round_trips(scenario: dict[str, Any]) -> None:
     run = execute(scenario)
     for step in run.steps:
@@ -663,7 +665,7 @@ def test_thread_state_round_trips(scenario: dict[str, Any]) -> None:
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_every_output_matches_the_output_models(scenario: dict[str, Any]) -> None:
     run = execute(scenario)
     for step in run.steps:
@@ -694,7 +696,7 @@ def _kind_matches(wait_kind: Any, kind: Any) -> bool:
 
 
 @PROPERTY
-@given(S.scenarios())
+@given(plans.scenarios())
 def test_events_resume_merge_and_append_as_the_contract_says(scenario: dict[str, Any]) -> None:
     run, cfg = execute(scenario), scenario["settings"]
     for step, model in walk(run):
@@ -746,7 +748,7 @@ def test_events_resume_merge_and_append_as_the_contract_says(scenario: dict[str,
                     assert not step.stored
             elif value["type"] == "system_trace":
                 assert status == "appended" and iid is None
-        if value["type"] == "command" and value["command"] in S.INTERACTION_COMMANDS:
+        if value["type"] == "command" and value["command"] in plans.INTERACTION_COMMANDS:
             target = value["interaction_id"]
             if status != "duplicate":
                 if target not in known:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from processors.core import STORE, Limits, Output, ThreadState, due_deadlines, replay
 from processors.core.deadlines import deadline_of, pending_deadlines
 from schemas.timestamps import from_nanos, to_nanos
-from tests.unit.driver import T0, Driver
+from tests.support.driver import T0, Driver
 
 T0_NS = to_nanos(T0)
 REASONS = ("run_timeout", "idle_timeout", "wait_timeout", "thread_ttl")

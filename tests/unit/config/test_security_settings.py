@@ -277,7 +277,7 @@ def test_broker_security_is_checked(tmp_path: Path) -> None:
 
 
 def test_settings_model_has_every_documented_security_variable() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     for field in Settings.model_fields:
         if field.startswith(("security_", "sasl_", "ssl_")):
             assert f"ORCHESTRAL_{field.upper()}" in readme, field

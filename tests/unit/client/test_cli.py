@@ -20,7 +20,7 @@ from processors import cli, exit_codes
 from processors.core.runtime import NULL_PAYLOAD_REASON
 
 Capture = pytest.CaptureFixture[str]
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from config.settings import Settings
 from processors.core import Limits
 
-CORE = Path(__file__).resolve().parents[2] / "processors" / "core"
+CORE = Path(__file__).resolve().parents[3] / "processors" / "core"
 
 
 def test_the_limits_defaults_are_the_settings_defaults() -> None:

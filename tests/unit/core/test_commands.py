@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from processors.core import ids
-from tests.unit.driver import Driver, interaction_records
+from tests.support.driver import Driver, interaction_records
 
 TRANSITIONS = {
     "complete": "completed",

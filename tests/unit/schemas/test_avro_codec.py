@@ -30,7 +30,7 @@ from schemas.records import (
     parse_input,
 )
 from schemas.resolver import LocalSchemaResolver, load_schemas, schema_id
-from tests.unit.strategies import byte_edits, mutate
+from tests.support.strategies.byte_edits import byte_edits, mutate
 
 AVRO = AvroCodec()
 JSON = JsonCodec()

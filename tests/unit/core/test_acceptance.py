@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from processors.core import STORE
-from tests.unit.driver import Driver, interaction_records, outcome_of, stored
+from tests.support.driver import Driver, interaction_records, outcome_of, stored
 
 
 def started(d: Driver, **fields: object) -> str:

@@ -27,7 +27,7 @@ Example counts come from the `decoder-fuzz` hypothesis profile (250 per unit of 
 the whole file in well under a minute on 2 cores). A long run, 40 times as many examples (about
 10-15 minutes on 2 cores; `--timeout=0` lifts the suite's 300 s limit per test):
 
-    HYPOTHESIS_PROFILE=decoder-fuzz-full .venv/bin/python -m pytest tests/unit/test_decoder_fuzz.py \
+    HYPOTHESIS_PROFILE=decoder-fuzz-full .venv/bin/python -m pytest tests/unit/schemas/test_decoder_fuzz.py \
         --timeout=0
 
 (`HYPOTHESIS_PROFILE=full` works too). The profiles are applied per test, never loaded globally,
@@ -54,7 +54,8 @@ from schemas.errors import DecodeError
 from schemas.json_codec import MAX_DEPTH, JsonCodec
 from schemas.records import INPUT_TYPES, INTERACTION_COMMANDS, Command, Event, parse_input
 from schemas.resolver import default_resolver
-from tests.unit.strategies import byte_edits, make_settings, mutate
+from tests.support.strategies.byte_edits import byte_edits, mutate
+from tests.support.strategies.limits import make_settings
 
 # --- profiles -------------------------------------------------------------------------------
 
