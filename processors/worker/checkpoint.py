@@ -87,11 +87,12 @@ class Checkpoint:
             return
         consumer: Any = self.app.consumer
         committed = faust_compat.committed_offsets(consumer)
-        offsets = {}
+        offsets: dict[TopicPartition, int] = {}
         for partition in partitions:
-            tp = TP(self.settings.events_topic, partition)
-            if not faust_compat.acked_since_commit(consumer, tp):
-                offsets[tp] = committed.get(TopicPartition(tp.topic, tp.partition)) or 0
+            # aiokafka's transactional commit takes its own TopicPartition, not faust's TP.
+            tp = TopicPartition(self.settings.events_topic, partition)
+            if not faust_compat.acked_since_commit(consumer, TP(tp.topic, tp.partition)):
+                offsets[tp] = committed.get(tp) or 0
         if offsets:
             await consumer.transactions.commit(offsets, start_new_transaction=True)
 
