@@ -105,7 +105,9 @@ def faust_credentials(settings: Settings) -> Any:
 class Worker:
     """One worker process: the faust app and table, wired to the batch loop and the metrics."""
 
-    def __init__(self, settings: Settings, cluster: Cluster) -> None:
+    def __init__(
+        self, settings: Settings, cluster: Cluster, *, events_recreated: bool = False
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.app = faust.App(settings.app_id, **faust_settings(settings))
@@ -139,6 +141,8 @@ class Worker:
         self.processor = BatchProcessor(
             settings, cluster, self.app, self.table, self.checkpoint, self.metrics, _exit
         )
+        if events_recreated:
+            self.processor.verify_start_of_every_partition()
         self.deadlines = DeadlineTimer(
             settings,
             self.app,

@@ -57,6 +57,8 @@ class BatchProcessor:
         # topic is recognised as such (local_state.py, ThreadState.epoch).
         self.epoch = cluster.identity.epoch(settings.events_topic)
         self._identity_checked = 0.0  # monotonic time of the last check that found it unchanged
+        # Partitions whose first record must show it is not reading from a stale group offset.
+        self._unverified: set[int] = set()
         # Told of each thread state a batch saves (the deadline timer's index).
         self.on_saved: Callable[[int, str, ThreadState], None] | None = None
         self.next_offsets: dict[Any, int] = {}  # per input partition: the next offset to handle
@@ -80,6 +82,8 @@ class BatchProcessor:
         saved: dict[tuple[int, str], ThreadState] = {}  # the same states, for the deadlines
         handled = []
         suspicious = False
+        if self._unverified:
+            events = await self._start_of_recreated(events)
         for event in events:
             if drop_if_stale(self.app, event):
                 continue  # read again after the rebalance's seek; not acked
@@ -214,6 +218,46 @@ class BatchProcessor:
             self._exit(exit_codes.TEMPFAIL)
         self._identity_checked = time.monotonic()
         return True
+
+    def verify_start_of_every_partition(self) -> None:
+        self._unverified = set(range(self.cluster.events_partitions))
+
+    async def _start_of_recreated(self, events: list[Any]) -> list[Any]:
+        """The events topic was deleted and recreated while the consumer group's offsets
+        survived (seen with Kafka 4.4: the old topic's committed offsets apply to the new one):
+        records of the new topic below them would be skipped unseen. At a partition's first
+        record: if no thread state of this partition comes from the new topic (its epoch) and
+        the record is not at 0, the group's offset is the old topic's, and the partition is read
+        again from 0. The events of those partitions are dropped (not acked) meanwhile."""
+        restarted = set()
+        for event in events:
+            partition = event.message.partition
+            if partition not in self._unverified:
+                continue
+            self._unverified.discard(partition)
+            if event.message.offset > 0 and not self._has_new_states(partition):
+                log.warning(
+                    "%s[%s] starts at offset %s, the consumer group's offset of the events topic "
+                    "before it was recreated: reading it from 0",
+                    event.message.topic,
+                    partition,
+                    event.message.offset,
+                )
+                await self.app.consumer.seek(event.message.tp, 0)
+                restarted.add(partition)
+        dropped = [e for e in events if e.message.partition in restarted]
+        for event in dropped:  # off faust's in-flight set, as drop_if_stale does (batches.py)
+            self.app.consumer.unacked.discard(event.message)
+        return [e for e in events if e.message.partition not in restarted]
+
+    def _has_new_states(self, partition: int) -> bool:
+        for _, value in faust_compat.partition_db(self.table, partition).items():
+            try:
+                if ThreadState.from_bytes(value).epoch == self.epoch:
+                    return True
+            except (ValueError, UnicodeDecodeError, IndexError, TypeError):
+                continue  # faust's own keys
+        return False
 
     def forget_positions(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         """After a rebalance this process may have lost the transaction of records it handled:

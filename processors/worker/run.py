@@ -54,7 +54,10 @@ def run(settings: Settings) -> int:
         print(f"orchestral-stream worker: {exc}", file=sys.stderr)
         return exit_codes.USAGE
     # Before faust opens the local state: it must belong to this cluster and these topics.
-    reconcile(settings.data_dir, cluster.identity)
+    changes = reconcile(settings.data_dir, cluster.identity) or []
+    # The events topic was recreated since this data dir last ran: the consumer group's offsets
+    # may still be the old topic's (processing.py, `_start_of_recreated`).
+    recreated = any(c.startswith(f"topic {settings.events_topic} ") for c in changes)
     # asyncio.run closed its loop; faust takes the current one.
     asyncio.set_event_loop(asyncio.new_event_loop())
     try:
@@ -66,7 +69,7 @@ def run(settings: Settings) -> int:
         logging.getLogger("orchestral.worker").warning("untested: %s", problem)
     from processors.worker.app import FaustWorker, Worker
 
-    worker = Worker(settings, cluster)
+    worker = Worker(settings, cluster, events_recreated=recreated)
     print(
         f"orchestral-stream worker: consuming {settings.events_topic} at "
         f"{settings.bootstrap_servers} ({settings.processing_guarantee}, codec {settings.codec}); "
