@@ -103,6 +103,7 @@ class DeadlineTimer:
     async def tick(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
+        started = time.perf_counter()
         topic = self.settings.events_topic
         owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
         now_nanos = time.time_ns()
@@ -114,6 +115,8 @@ class DeadlineTimer:
             commands.extend(self._due(partition, now_nanos, now))
         if commands:
             await self._produce(commands)
+        threads = sum(len(earliest) for earliest in self._earliest.values())
+        self.metrics.observe_deadline_tick(time.perf_counter() - started, threads)
 
     def _due(
         self, partition: int, now_nanos: int, now: str

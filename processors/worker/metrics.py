@@ -168,6 +168,17 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._deadline_tick = Histogram(
+            "orchestral_deadline_tick_seconds",
+            "Time of one deadline check: the due threads popped, read and their expires queued.",
+            buckets=BATCH_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self._deadline_threads = Gauge(
+            "orchestral_deadline_threads",
+            "Threads of this worker's partitions that have a pending deadline (the index).",
+            registry=self.registry,
+        )
         self._lag = Gauge(
             "orchestral_consumer_lag",
             "Input records not yet processed, by input partition.",
@@ -216,6 +227,10 @@ class Metrics:
     def observe_batch(self, records: int, seconds: float) -> None:
         self._batch_records.observe(records)
         self._batch_seconds.observe(max(0.0, seconds))
+
+    def observe_deadline_tick(self, seconds: float, threads: int) -> None:
+        self._deadline_tick.observe(max(0.0, seconds))
+        self._deadline_threads.set(threads)
 
     def observe_latency(self, seconds: float) -> None:
         # A producer's clock ahead of ours gives a negative time: it was at most "now".
