@@ -21,6 +21,8 @@ def scrape(port: str) -> str:
 def test_outcomes_dead_letters_batches_latency_and_lag_are_measured(
     deployment: Deployment,
 ) -> None:
+    # Deadlines off: the record's logical time is long past, its run timeout would fire at once.
+    deployment.extra_env["ORCHESTRAL_RUN_TIMEOUT"] = "0"
     worker = deployment.worker().start()
     good = {"type": "user_input", "thread_id": "m1", "payload": {"message": "hi"},
             "timestamp": "2026-12-01T10:00:00Z"}  # fmt: skip
