@@ -315,7 +315,8 @@ def _thread_api(api: dict[str, Any] | None) -> list[str]:
         "BENCH_API_SMALL), 2,000 requests per read (BENCH_API_REQUESTS), 300 posts "
         "(BENCH_API_POSTS), 100 streams (BENCH_API_STREAMS). Sequential requests over one "
         f"aiohttp session after {sz['warm_up_requests']} of warm-up, on the same machine as "
-        "the worker and the broker.",
+        "the worker and the broker. The restore times include the worker's own start (see the "
+        "cold start in the recovery table).",
         "",
         "| measurement | value | target |",
         "|---|---:|---|",
