@@ -11,6 +11,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,13 @@ PARTITIONS = 8
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] bench: {message}", flush=True)
+
+
+def current_timestamp(ms_after: int = 0) -> str:
+    """Now (wall clock) plus `ms_after` milliseconds, in the records' canonical form."""
+    at = datetime.now(UTC) + timedelta(milliseconds=ms_after)
+    millis = at.microsecond // 1000
+    return at.strftime("%Y-%m-%dT%H:%M:%S") + (f".{millis:03d}" if millis else "") + "Z"
 
 
 def codec_of(name: str) -> Codec:

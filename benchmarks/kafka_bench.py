@@ -4,7 +4,8 @@
 
 Every option also reads an env var (BENCH_RECORDS, BENCH_THREADS, BENCH_REPEATS,
 BENCH_RECOVERY_THREADS, BENCH_RECOVERY_EXTRA, BENCH_LATENCY_SECONDS, BENCH_LATENCY_MAX_RATE,
-BENCH_CODECS, BENCH_SKIP, BENCH_EOS_RECOVERY) so `make bench` can be made smaller. The broker is
+BENCH_CODECS, BENCH_SKIP, BENCH_EOS_RECOVERY, BENCH_API_*, BENCH_DEADLINE_*) so `make bench`
+can be made smaller. The broker is
 KAFKA_BOOTSTRAP_SERVERS if it answers, else one started for the run (free port, own data dir)
 and stopped at the end.
 
@@ -28,7 +29,18 @@ module each under benchmarks/:
    record handled, from the local RocksDB and from an empty data dir (the changelog), plus a
    cold start (no state at all) for reference; peak RSS and state bytes per thread;
 6. one worker against two (scaling.py; same group, partitions split), median of `--repeats`
-   runs.
+   runs;
+7. the thread API of one worker (thread_api.py): restore of the history index from an empty
+   data dir with `--api-large` store records on one thread and `--api-small` on a thread of
+   another partition, p50/p99 of state and history reads on both, of `POST ?wait=5`, and the
+   delivery latency of `--api-streams` concurrent SSE streams;
+8. the deadline timer (deadlines.py): time per tick over `--deadline-threads` threads with a
+   pending deadline, and throughput with deadlines on against off, medians of `--repeats`.
+
+Steps skipped with BENCH_SKIP / --skip: core, raw, faust, throughput, eos, latency, recovery,
+scaling, api, deadlines. The input topics of steps 2, 2b, 3 and 6 are filled only if one of them
+runs. A run that skips a step keeps that step's figures from the previous results (report.py
+merges; each merged section says by which run it was measured).
 
 Results, written by report.py: benchmarks/results/kafka.json and the "Kafka" section of
 BENCHMARKS.md. The run's shared pieces (broker, run id, temp dir, input topics) are in
@@ -49,7 +61,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import core_bench
-from benchmarks.bench_run import PARTITIONS, PAYLOAD_BYTES, BenchRun, fill_inputs, log
+from benchmarks.bench_run import PARTITIONS, PAYLOAD_BYTES, BenchRun, Inputs, fill_inputs, log
+from benchmarks.deadlines import measure_deadlines
 from benchmarks.faust_ceiling import measure_faust_ceiling
 from benchmarks.kafka_io import delete_topics_with_prefix, kafka_broker
 from benchmarks.latency import measure_latency
@@ -57,6 +70,7 @@ from benchmarks.raw_pipe import measure_raw_pipe
 from benchmarks.recovery import measure_recovery
 from benchmarks.report import RESULTS, TARGETS, write_report
 from benchmarks.scaling import measure_scaling
+from benchmarks.thread_api import measure_thread_api
 from benchmarks.throughput import measure_throughput
 
 
@@ -94,13 +108,62 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--skip",
         default=env_default("BENCH_SKIP", ""),
-        help="comma-separated: core,raw,faust,throughput,eos,latency,recovery,scaling",
+        help="comma-separated: core,raw,faust,throughput,eos,latency,recovery,scaling,api,"
+        "deadlines",
     )
     p.add_argument(
         "--eos-recovery",
         type=int,
         default=env_default("BENCH_EOS_RECOVERY", 1),
         help="also measure recovery from local state under exactly-once (1/0)",
+    )
+    p.add_argument(
+        "--api-large",
+        type=int,
+        default=env_default("BENCH_API_LARGE", 1_000_000),
+        help="store records of the thread API's large thread",
+    )
+    p.add_argument(
+        "--api-small",
+        type=int,
+        default=env_default("BENCH_API_SMALL", 10_000),
+        help="store records of the thread API's small thread (another partition)",
+    )
+    p.add_argument(
+        "--api-requests",
+        type=int,
+        default=env_default("BENCH_API_REQUESTS", 2000),
+        help="sequential GETs per endpoint and thread",
+    )
+    p.add_argument(
+        "--api-posts",
+        type=int,
+        default=env_default("BENCH_API_POSTS", 300),
+        help="sequential POST ?wait=5 on new threads",
+    )
+    p.add_argument(
+        "--api-streams",
+        type=int,
+        default=env_default("BENCH_API_STREAMS", 100),
+        help="concurrent SSE streams on one worker",
+    )
+    p.add_argument(
+        "--deadline-threads",
+        type=int,
+        default=env_default("BENCH_DEADLINE_THREADS", 100_000),
+        help="threads with a pending deadline for the tick's cost",
+    )
+    p.add_argument(
+        "--deadline-ticks",
+        type=float,
+        default=env_default("BENCH_DEADLINE_TICKS", 30.0),
+        help="seconds of ticks read over the full index (one tick a second)",
+    )
+    p.add_argument(
+        "--deadline-records",
+        type=int,
+        default=env_default("BENCH_DEADLINE_RECORDS", 200_000),
+        help="records of the usual mix (over --threads) for throughput with deadlines on/off",
     )
     p.add_argument("--keep-tmp", action="store_true")
     return p.parse_args(argv)
@@ -157,8 +220,11 @@ def measure(
 ) -> None:
     """The measurements in the order of the docstring, each one's figures into `report` as they
     come (a run that fails half-way still reports what it measured)."""
-    inputs = fill_inputs(run, codecs, args.records, args.threads)
-    report["workload"]["mean_value_bytes"] = inputs.mean_value_bytes
+    if {"raw", "faust", "throughput", "scaling"} <= skip:
+        inputs = Inputs(args.records, {}, {})
+    else:
+        inputs = fill_inputs(run, codecs, args.records, args.threads)
+        report["workload"]["mean_value_bytes"] = inputs.mean_value_bytes
 
     raw: dict[str, float] = {}
     if "raw" not in skip:
@@ -186,6 +252,21 @@ def measure(
     if "scaling" not in skip:
         one = report.get("worker", {}).get(f"{codecs[0]}/at_least_once", {}).get("median")
         report["scaling"] = measure_scaling(run, inputs, codecs[0], args.repeats, one)
+    if "api" not in skip:
+        log("thread API")
+        report["thread_api"] = measure_thread_api(
+            run, args.api_large, args.api_small, args.api_requests, args.api_posts, args.api_streams
+        )
+    if "deadlines" not in skip:
+        log("deadline timer")
+        report["deadlines"] = measure_deadlines(
+            run,
+            args.deadline_threads,
+            args.deadline_ticks,
+            args.deadline_records,
+            args.threads,
+            args.repeats,
+        )
 
 
 if __name__ == "__main__":

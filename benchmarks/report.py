@@ -2,6 +2,11 @@
 and the "Kafka" section of BENCHMARKS.md (the tables, each target with its verdict).
 
 The targets are reported, not asserted: a missed one is a finding of the run, not a failure.
+
+A run that skipped some measurement (BENCH_SKIP) is merged into the results already there: the
+measurements it made replace theirs, the others stay as they were, and each replaced section
+records the run that measured it (`measured_by`: its command, date, duration, load), shown
+beside its table, so reduced sizes never pass for the full-size figures.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,24 @@ TARGETS = {
     "recovery_local_s": 3.0,
     "recovery_changelog_s": 30.0,
     "peak_rss_mb": 400.0,
+    "api_state_p99_ms": 10.0,
+    "api_history_p99_ms": 20.0,
+    "api_p99_ratio_large_small": 1.5,
+    "deadlines_throughput_loss": 0.05,
 }
+# The top-level keys of one measurement each, in the order of kafka_bench's docstring.
+MEASUREMENTS = (
+    "core",
+    "raw_pipe",
+    "faust_agent",
+    "worker",
+    "latency",
+    "recovery",
+    "recovery_eos",
+    "scaling",
+    "thread_api",
+    "deadlines",
+)
 
 
 def versions(how: str) -> dict[str, str]:
@@ -49,9 +72,32 @@ def write_report(report: dict[str, Any], duration_s: int, broker_how: str) -> No
     report["versions"] = versions(broker_how)
     overrides = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("BENCH_"))
     report["command"] = " ".join([*overrides, "make bench"])
+    report = merged(report)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     replace_section(SECTION, render_section(report))
+
+
+def merged(report: dict[str, Any]) -> dict[str, Any]:
+    """`report` as it stands when it measured everything the results hold; else the results
+    already there with this run's measurements in place of theirs, each marked `measured_by`."""
+    previous: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if not any(k in previous and k not in report for k in MEASUREMENTS):
+        return report
+    by = {
+        "run_id": report["run_id"],
+        "command": report["command"],
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "duration_s": report["duration_s"],
+        "load_average": report.get("load_average"),
+        "versions": report["versions"],
+    }
+    out = {**previous, "targets": TARGETS}
+    for key in MEASUREMENTS:
+        if key in report:
+            section = report[key]
+            out[key] = {**section, "measured_by": by} if isinstance(section, dict) else section
+    return out
 
 
 # --- BENCHMARKS.md ------------------------------------------------------------------------------
@@ -78,6 +124,8 @@ def render_section(report: dict[str, Any]) -> str:
     lines += _latency(report.get("latency"))
     lines += _recovery(report.get("recovery"), report.get("recovery_eos"))
     lines += _scaling(report.get("scaling"))
+    lines += _thread_api(report.get("thread_api"))
+    lines += _deadlines(report.get("deadlines"))
     lines += _machine(report)
     return "\n".join(lines)
 
@@ -230,6 +278,151 @@ def _scaling(sc: dict[str, Any] | None) -> list[str]:
         f"{len(sc.get('two_workers_runs', [1]))} runs).",
         "",
     ]
+
+
+def _measured_by(section: dict[str, Any]) -> list[str]:
+    """The line that says a section comes from another run than the page's (a merge)."""
+    by = section.get("measured_by")
+    if not by:
+        return []
+    return [
+        f"Measured in a separate run ({by['date']}, {by['duration_s']} s, load average "
+        f"{(by.get('load_average') or {}).get('before', '?')} before): `{by['command']}`.",
+        "",
+    ]
+
+
+def _runs(rates: list[int] | None) -> str:
+    return ", ".join(f"{r:,}" for r in rates or []) or "n/a"
+
+
+def _size_note(reduced: bool) -> str:
+    if not reduced:
+        return ""
+    return (
+        "**Reduced size**: measured at the sizes named here, not at the full-size defaults "
+        "(given beside them). "
+    )
+
+
+def _ms_row(label: str, r: dict[str, Any] | None, target: str = "") -> str:
+    if not r:
+        return f"| {label} | n/a | n/a | n/a | n/a | {target} |"
+    return (
+        f"| {label} | {r['samples']:,} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+        f"{r['max_ms']:.1f} | {target} |"
+    )
+
+
+def _thread_api(api: dict[str, Any] | None) -> list[str]:
+    if not api:
+        return []
+    sz, rd, rs = api["sizes"], api.get("reads", {}), api.get("restore", {})
+    large, small = sz["large_thread_store_records"], sz["small_thread_store_records"]
+    lines = [
+        f"### Thread API, one worker ({large:,} store records on one thread, {small:,} on a "
+        "thread of another partition)",
+        "",
+        *_measured_by(api),
+        _size_note(
+            (large, small, sz["requests"], sz["posts"], sz["streams"])
+            != (1_000_000, 10_000, 2000, 300, 100)
+        )
+        + f"Full size: {1_000_000:,} and {10_000:,} store records (BENCH_API_LARGE, "
+        "BENCH_API_SMALL), 2,000 requests per read (BENCH_API_REQUESTS), 300 posts "
+        "(BENCH_API_POSTS), 100 streams (BENCH_API_STREAMS). Sequential requests over one "
+        f"aiohttp session after {sz['warm_up_requests']} of warm-up, on the same machine as "
+        "the worker and the broker. The restore times include the worker's own start (see the "
+        "cold start in the recovery table).",
+        "",
+        "| measurement | value | target |",
+        "|---|---:|---|",
+        f"| restore of the history index from an empty data dir at {large + small:,} store "
+        f"records: start -> `/readyz` 200 | {_fmt(rs.get('readyz_s'), '.1f')} s | |",
+        f"| ... start -> history of the large thread ends at seq {large:,} | "
+        f"{_fmt(rs.get('history_s'), '.1f')} s | |",
+        "",
+        "| request | samples | p50 ms | p99 ms | max ms | target |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for endpoint, label, target in (
+        ("state", "`GET /threads/{id}`", "api_state_p99_ms"),
+        (
+            "history",
+            f"`GET /threads/{{id}}/history?limit={sz['history_limit']}`",
+            "api_history_p99_ms",
+        ),
+    ):
+        for size in ("large", "small"):
+            r = rd.get(f"{endpoint}/{size}")
+            verdict = _within(r["p99_ms"] if r else None, target)
+            lines.append(
+                _ms_row(f"{label}, {size} thread", r, f"p99 <= {TARGETS[target]:.0f} ms: {verdict}")
+            )
+    for endpoint in ("state", "history"):
+        ratio = rd.get(f"{endpoint}/p99_ratio_large_small")
+        lines.append(
+            f"| {endpoint}: p99 large / p99 small | | | {_fmt(ratio, '.2f')} | | <= 1.5: "
+            f"{_within(ratio, 'api_p99_ratio_large_small')} |"
+        )
+    lines.append(_ms_row("`POST /threads/{id}/events?wait=5`, new threads", api.get("post_wait")))
+    sse = api.get("sse") or {}
+    lines += [
+        _ms_row(
+            f"SSE delivery, {sse.get('streams', 0)} concurrent streams: post sent -> `store` "
+            "message received",
+            sse.get("from_post_sent"),
+        ),
+        _ms_row(
+            "SSE delivery: post answered (202) -> `store` message received",
+            sse.get("from_post_answered"),
+        ),
+        "",
+        f"Peak RSS of the worker: {_fmt(api.get('peak_rss_mb'), '.0f')} MB.",
+        "",
+    ]
+    return lines
+
+
+def _deadlines(dl: dict[str, Any] | None) -> list[str]:
+    if not dl:
+        return []
+    tick, tp = dl.get("tick") or {}, dl.get("throughput") or {}
+    ratio = tp.get("ratio_on_off")
+    loss = None if ratio is None else 1 - ratio
+    lines = [
+        "### Deadline timer",
+        "",
+        *_measured_by(dl),
+        _size_note(
+            (tick.get("threads"), tp.get("records"), tp.get("repeats")) != (100_000, 200_000, 3)
+        )
+        + "Tick: one user input (current timestamps) on each of "
+        f"{tick.get('threads', 0):,} threads (full size {100_000:,}, BENCH_DEADLINE_THREADS), "
+        "run timeout 3600 s, a tick a second; "
+        f"the ticks of {_fmt(tick.get('ticks_window_s'), '.0f')} s after every state exists "
+        "(BENCH_DEADLINE_TICKS). Throughput: "
+        f"{tp.get('records', 0):,} records of the usual mix over {tp.get('threads', 0):,} threads "
+        f"(full size {200_000:,}, BENCH_DEADLINE_RECORDS), current timestamps, JSON, "
+        "at-least-once, deadlines on (run timeout 3600 s) and off (0) alternating, medians of "
+        f"{tp.get('repeats', 0)} runs each (BENCH_REPEATS).",
+        "",
+        "| measurement | value | target |",
+        "|---|---:|---|",
+        f"| threads in the deadline index (`orchestral_deadline_threads`) | "
+        f"{_fmt(tick.get('deadline_threads'))} | |",
+        f"| time per tick, mean ({_fmt(tick.get('ticks'))} ticks) | "
+        f"{_fmt(tick.get('mean_ms'), '.2f')} ms | |",
+        f"| time per tick, p99 (histogram bucket bound) | <= "
+        f"{_fmt(tick.get('p99_bucket_ms'), '.1f')} ms | |",
+        f"| worker throughput, deadlines off (runs {_runs(tp.get('off_runs'))}) | "
+        f"{_fmt(tp.get('off'))}/s | |",
+        f"| worker throughput, deadlines on (runs {_runs(tp.get('on_runs'))}; ratio to off) | "
+        f"{_fmt(tp.get('on'))}/s ({_fmt(ratio, '.1%')}) | within 5%: "
+        f"{_verdict(None if loss is None else loss <= TARGETS['deadlines_throughput_loss'])} |",
+        "",
+    ]
+    return lines
 
 
 def _machine(report: dict[str, Any]) -> list[str]:
