@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test reliability unit lint format bench-core clean lock
+.PHONY: setup run test faults reliability unit lint format bench-core clean lock
 
 setup: $(STAMP)
 
@@ -28,8 +28,14 @@ lock: setup
 run: setup
 	$(BIN)/python -m processors.cli run
 
+# Unit and integration tests; the fault scenarios (short versions) are `make faults`, CI runs both.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m 'not reliability'
+
+# The fault scenarios at a short size (SIGKILLs, a lost worker, a joining worker, a broker
+# restart, bad input), against the oracle: what `make reliability` runs at full size.
+faults: setup
+	$(BIN)/python -m pytest -m reliability
 
 # The fault scenarios at full size (issue 5); their short versions run in `make test`.
 reliability: setup

@@ -152,6 +152,7 @@ class Worker:
             self.metrics,
         )
         self.processor.on_saved = self.deadlines.note
+        self.deadlines.next_offsets = self.processor.next_offset
         self.thread_log = ThreadLog(settings)
         self.threads = WorkerThreads(
             settings,

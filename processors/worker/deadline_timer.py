@@ -23,6 +23,7 @@ import asyncio
 import heapq
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -58,6 +59,12 @@ class DeadlineTimer:
         self._heaps: dict[int, list[tuple[int, str]]] = {}
         self._earliest: dict[int, dict[str, int]] = {}  # partition -> thread -> deadline (ns)
         self._sent: dict[str, set[str]] = {}  # thread -> expire event ids produced for it
+        self.next_offsets: Callable[[int], int | None] | None = None
+
+    def next_offset(self, partition: int) -> int | None:
+        """The next events offset the batch loop would handle in `partition` (None: none yet);
+        set by the worker (processing.py knows it)."""
+        return self.next_offsets(partition) if self.next_offsets is not None else None
 
     def note(self, partition: int, thread_id: str, state: ThreadState) -> None:
         """A thread's state was saved: its earliest deadline, if any, goes into the index."""
@@ -151,7 +158,8 @@ class DeadlineTimer:
                 for batch in queued:
                     batch.future.add_done_callback(partial(self.checkpoint.delivered, batch))
                 await asyncio.gather(*(batch.future for batch in queued))
-                await self.checkpoint.commit_idle({partition for partition, _, _ in commands})
+                partitions = {partition for partition, _, _ in commands}
+                await self.checkpoint.commit_idle({p: self.next_offset(p) for p in partitions})
             except RuntimeError as exc:  # no open transaction (a rebalance began)
                 log.warning("deadlines not fired yet, the index is rebuilt: %s", exc)
                 self.forget()

@@ -219,6 +219,14 @@ class BatchProcessor:
         self._identity_checked = time.monotonic()
         return True
 
+    def next_offset(self, partition: int) -> int | None:
+        """The next offset of the events partition to handle; None if none was handled since
+        the assignment."""
+        for tp, offset in self.next_offsets.items():
+            if tp.partition == partition and tp.topic == self.settings.events_topic:
+                return int(offset)
+        return None
+
     def verify_start_of_every_partition(self) -> None:
         self._unverified = set(range(self.cluster.events_partitions))
 

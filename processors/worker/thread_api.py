@@ -103,11 +103,8 @@ class WorkerThreads:
         return describe_state(state, self.settings) if state is not None else None
 
     async def handled_offset(self, thread_id: str) -> int:
-        partition = self.partition_of(thread_id)
-        for tp, offset in self.processor.next_offsets.items():
-            if tp.topic == self.settings.events_topic and tp.partition == partition:
-                return int(offset)
-        return 0
+        offset = self.processor.next_offset(self.partition_of(thread_id))
+        return offset if offset is not None else 0
 
     async def history(
         self, thread_id: str, *, limit: int, before_seq: int | None, include_rolled_back: bool
