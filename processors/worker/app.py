@@ -144,15 +144,9 @@ class Worker:
         if events_recreated:
             self.processor.verify_start_of_every_partition()
         self.deadlines = DeadlineTimer(
-            settings,
-            self.app,
-            self.table,
-            self.checkpoint,
-            self.processor.handler.codec,
-            self.metrics,
+            settings, self.app, self.table, self.processor.handler.codec, self.metrics
         )
         self.processor.on_saved = self.deadlines.note
-        self.deadlines.next_offsets = self.processor.next_offset
         self.thread_log = ThreadLog(settings)
         self.threads = WorkerThreads(
             settings,

@@ -76,47 +76,6 @@ class Checkpoint:
             raise RuntimeError(f"no open transaction for input partition {partition}")
         return target
 
-    async def commit_idle(self, next_offsets: dict[int, int | None]) -> None:
-        """Under exactly-once, inside the gate: commit the transactions of these input partitions
-        now if faust's next commit would skip them. A record produced outside a batch (an
-        `expire` from the deadline timer) is in its partition's transaction; faust commits only
-        transactions with new offsets, so on a partition with no new input it would stay
-        invisible (read_committed) until the next input arrived.
-
-        `next_offsets`: per partition, the next offset the batch loop would handle (None: it
-        handled none since the assignment). With nothing acked since faust's last commit, every
-        record before it is committed already, so committing it again changes no offset: only
-        the transaction's own records become visible. Unknown, the group's committed offset is
-        asked of the cluster (never a guess: a lower offset would rewind the group)."""
-        if not self.app.in_transaction:
-            return
-        consumer: Any = self.app.consumer
-        offsets: dict[TopicPartition, int] = {}
-        unknown = []
-        for partition, offset in next_offsets.items():
-            # aiokafka's transactional commit takes its own TopicPartition, not faust's TP.
-            tp = TopicPartition(self.settings.events_topic, partition)
-            if faust_compat.acked_since_commit(consumer, TP(tp.topic, tp.partition)):
-                continue  # faust's next commit covers this transaction
-            if offset is None:
-                unknown.append(tp)
-            else:
-                offsets[tp] = offset
-        if unknown:
-            offsets.update(await self._group_offsets(unknown))
-        if offsets:
-            await consumer.transactions.commit(offsets, start_new_transaction=True)
-
-    async def _group_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        from processors.kafka.topics import connect_admin
-
-        admin = await connect_admin(self.settings)
-        try:
-            found = await admin.list_consumer_group_offsets(self.settings.app_id, partitions=tps)
-        finally:
-            await admin.close()
-        return {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
-
     def committed(self, position: Position) -> int | None:
         """The partition's committed offset as faust last committed it (a lower bound): the
         replay buffer needs nothing before it."""

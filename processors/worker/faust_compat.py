@@ -55,7 +55,6 @@ def _used() -> list[tuple[type, str, str]]:
     return [
         (RocksDBStore, "_db_for_partition", "attr"),
         (faust_aiokafka.Consumer, "_committed_offset", "init"),
-        (faust_aiokafka.Consumer, "_acked", "init"),
         (faust_aiokafka.Consumer, "_thread", "init"),
         (faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer", "attr"),
         (faust_aiokafka.Producer, "_ensure_producer", "attr"),
@@ -121,11 +120,6 @@ def committed_offsets(consumer: Any) -> dict[Any, int]:
     """The offsets faust last committed, by TopicPartition (a lower bound of the broker's)."""
     committed: dict[Any, int] = consumer._committed_offset
     return committed
-
-
-def acked_since_commit(consumer: Any, tp: Any) -> bool:
-    """Has faust acked records of `tp` it has not committed yet (its next commit covers it)?"""
-    return bool(consumer._acked.get(tp))
 
 
 async def broker_end_offsets(consumer: Any, partitions: list[Any]) -> Any:
