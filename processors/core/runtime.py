@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from processors.core import ids
-from processors.core.commands import TRANSITIONS as TRANSITIONS
 from processors.core.commands import CommandSteps
 from processors.core.limits import Limits, Policy
 from processors.core.outputs import (
