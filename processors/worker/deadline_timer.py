@@ -100,8 +100,17 @@ class DeadlineTimer:
         )
 
     async def tick(self) -> None:
+        """One check. Never raises: an exception in a faust timer crashes the whole app, and
+        a cluster that is away for a while is no reason to stop (the next tick tries again)."""
         if self.app.rebalancing or self.app.in_recovery:
             return
+        try:
+            await self._tick()
+        except Exception as exc:
+            log.warning("deadline check failed, tried again next tick: %r", exc)
+            self.forget()
+
+    async def _tick(self) -> None:
         started = time.perf_counter()
         topic = self.settings.events_topic
         owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
@@ -146,11 +155,11 @@ class DeadlineTimer:
         then committed without their offsets (measured: 168 to 3,563 identical duplicates in the
         SIGKILL scenario). A command produced twice (after a crash) is answered `duplicate` or
         applies as stale; either way the core decides from the committed input."""
-        if self._producer is None:
-            producer = AIOKafkaProducer(**kafka_kwargs(self.settings), acks="all")
-            await start_client(producer, self.settings)
-            self._producer = producer
         try:
+            if self._producer is None:
+                producer = AIOKafkaProducer(**kafka_kwargs(self.settings), acks="all")
+                await start_client(producer, self.settings)
+                self._producer = producer
             futures = [
                 await self._producer.send(
                     self.settings.events_topic,

@@ -101,14 +101,22 @@ class ThreadLog:
     # --- the tail --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            **kafka_kwargs(self.settings),
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        await start_client(consumer, self.settings)
-        self._consumer = consumer
+        """Connect, then follow in the background. Never raises (a faust task that does crashes
+        the app): while the cluster is away, it tries again, and its partitions stay not ready."""
+        while self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                **kafka_kwargs(self.settings),
+                isolation_level="read_committed",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
+            try:
+                await start_client(consumer, self.settings)
+            except Exception as exc:  # start_client closed it
+                log.warning("thread log cannot reach the cluster yet: %r", exc)
+                await asyncio.sleep(1.0)
+                continue
+            self._consumer = consumer
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
@@ -134,16 +142,26 @@ class ThreadLog:
         consumer = self._consumer
         assert consumer is not None
         while True:
-            if self._changed.is_set():
-                self._changed.clear()
-                await self._reassign(consumer)
-            if not consumer.assignment():
-                await self._changed.wait()
-                continue
-            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
-            for tp, records in batches.items():
-                self._index(tp, records)
-            await self._note_caught_up(consumer)
+            try:
+                await self._follow(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the cluster went away: follow again from the bookmarks
+                log.warning("thread log interrupted, follows again: %r", exc)
+                self._changed.set()
+                await asyncio.sleep(1.0)
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        if self._changed.is_set():
+            self._changed.clear()
+            await self._reassign(consumer)
+        if not consumer.assignment():
+            await self._changed.wait()
+            return
+        batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+        for tp, records in batches.items():
+            self._index(tp, records)
+        await self._note_caught_up(consumer)
 
     async def _reassign(self, consumer: AIOKafkaConsumer) -> None:
         tps = {TopicPartition(t, p) for t in self._topics for p in self._partitions}
