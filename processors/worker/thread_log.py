@@ -94,6 +94,7 @@ class ThreadLog:
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: set[int] = set()
         self._catching_up: dict[TopicPartition, int] = {}  # until this end offset is reached
+        self._pending: set[int] = set()  # assigned, their ends not looked at yet
         self._changed = asyncio.Event()
         self._listeners: dict[str, set[asyncio.Queue[Entry]]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -129,13 +130,17 @@ class ThreadLog:
         self.db.close()
 
     def assign(self, partitions: set[int]) -> None:
-        """Follow these partitions (the worker's events partitions) from now on."""
+        """Follow these partitions (the worker's events partitions) from now on. Not ready
+        until the tail has looked at where they end (`_reassign`)."""
         self._partitions = set(partitions)
+        self._pending = set(partitions)
         self._changed.set()
 
     def ready(self, partition: int) -> bool:
-        return partition in self._partitions and not any(
-            tp.partition == partition for tp in self._catching_up
+        return (
+            partition in self._partitions
+            and partition not in self._pending
+            and not any(tp.partition == partition for tp in self._catching_up)
         )
 
     async def _run(self) -> None:
@@ -164,7 +169,8 @@ class ThreadLog:
         await self._note_caught_up(consumer)
 
     async def _reassign(self, consumer: AIOKafkaConsumer) -> None:
-        tps = {TopicPartition(t, p) for t in self._topics for p in self._partitions}
+        partitions = set(self._partitions)
+        tps = {TopicPartition(t, p) for t in self._topics for p in partitions}
         consumer.assign(sorted(tps))
         ends = await consumer.end_offsets(sorted(tps)) if tps else {}
         self._catching_up = {}
@@ -173,6 +179,7 @@ class ThreadLog:
             consumer.seek(tp, start)
             if start < ends.get(tp, 0):
                 self._catching_up[tp] = ends[tp]
+        self._pending -= partitions  # an assignment that came meanwhile stays pending
         log.info("thread log follows partitions %s", sorted(self._partitions))
 
     async def _note_caught_up(self, consumer: AIOKafkaConsumer) -> None:
