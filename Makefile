@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test faults reliability unit lint format bench-core clean lock
+.PHONY: setup run demo test faults reliability unit lint format bench-core clean lock
 
 setup: $(STAMP)
 
@@ -27,6 +27,14 @@ lock: setup
 # checkout's root, where the dev broker (devtools/, not in the wheel) is importable.
 run: setup
 	$(BIN)/python -m processors.cli run
+
+# The chat demo: broker, worker and the demo agent in the background (logs in var/demo/), the
+# chat in the foreground on thread `demo`; `make demo POLICY=merge` (or queue, reject...), and
+# `AGENT=mymodule:reply` for your own executor function.
+POLICY ?= interrupt
+AGENT ?= processors.executor.demo:reply
+demo: setup
+	$(BIN)/python -m devtools.demo --policy $(POLICY) --agent $(AGENT)
 
 # Unit and integration tests; the fault scenarios (short versions) are `make faults`, CI runs both.
 test: setup

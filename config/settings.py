@@ -191,6 +191,23 @@ class Settings(BaseSettings):
         description="Seconds between the worker's checks of its threads' deadlines (its clock).",
     )
 
+    # --- executors (processors.executor, `orchestral-stream executor`) ---
+    executor_group: str = Field(
+        "orchestral-executors",
+        min_length=1,
+        description="Consumer group of the executors: a thread's work runs on one at a time.",
+    )
+    heartbeat_interval: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds between an executor's heartbeats per running interaction "
+        "(keep it under half of ORCHESTRAL_IDLE_TIMEOUT).",
+    )
+    executor_history: int = Field(
+        50, ge=0, le=1000, description="Stored events an executor's turn gets as its history."
+    )
+
     # --- connection security (every client: worker, admin, CLI) ---
     security_protocol: Annotated[SecurityProtocol, BeforeValidator(_upper)] = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."

@@ -92,17 +92,43 @@ class Deployment:
         self.workers.append(process)
         return process
 
+    def executor(
+        self, index: int, function: str, api: WorkerProcess | None = None, **env: str
+    ) -> WorkerProcess:
+        """`orchestral-stream executor FUNCTION` in the deployment's executor group; its turns
+        read history from `api`'s thread API. Logs to `<tmp>/executor-<i>.log`."""
+        extra = {"ORCHESTRAL_EXECUTOR_GROUP": f"{self.app_id}-executors", **env}
+        if api is not None:
+            extra["ORCHESTRAL_API_URL"] = f"http://127.0.0.1:{api.port}"
+        process = WorkerProcess(
+            {**self.env, **extra},
+            self.tmp / f"executor-data-{index}",
+            self.tmp / f"executor-{index}.log",
+            stop_timeout=self.stop_timeout,
+            command=["executor", function],
+        )
+        self.workers.append(process)
+        return process
+
     def stop_all(self) -> None:
         for w in self.workers:
             w.stop()
 
 
 class WorkerProcess:
-    """`processors.cli worker` as a child process, its web server on a free port of its own."""
+    """`processors.cli worker` (or another command) as a child process, its web server on a
+    free port of its own."""
 
     def __init__(
-        self, env: dict[str, str], data_dir: Path, log: Path, *, stop_timeout: float = 30
+        self,
+        env: dict[str, str],
+        data_dir: Path,
+        log: Path,
+        *,
+        stop_timeout: float = 30,
+        command: list[str] | None = None,
     ) -> None:
+        self.command = command or ["worker"]
         self.port = free_port()
         self.data_dir = data_dir
         self.env = {
@@ -122,7 +148,7 @@ class WorkerProcess:
         log = self.log_path.open("ab")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "processors.cli", "worker"],
+            [sys.executable, "-m", "processors.cli", *self.command],
             cwd=ROOT,
             env=self.env,
             stdout=log,

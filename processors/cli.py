@@ -1,4 +1,5 @@
-"""`orchestral-stream`: the command line (broker, worker, run, send, tail, history, thread, dlq).
+"""`orchestral-stream`: the command line (broker, worker, run, executor, send, tail, history,
+thread, dlq, chat).
 
 Settings come from the environment (`KAFKA_BOOTSTRAP_SERVERS`, `ORCHESTRAL_*`; see README).
 Every failure is one line on stderr and an exit code from `processors.exit_codes`.
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(words[0] if words else "", exc, exit_codes.USAGE)
     if args.command in ("worker", "run"):
         return _run_worker(settings, args.command)
+    if args.command == "executor":
+        return _run_executor(settings, args.function)
     _quiet_kafka_logs(settings)
     try:
         return asyncio.run(COMMANDS[args.command](settings, args))
@@ -111,6 +114,31 @@ def _run_worker(settings: Settings, command: str) -> int:
     return worker.run(settings)
 
 
+def _run_executor(settings: Settings, spec: str) -> int:
+    from processors.executor import Executor, load_handler
+    from processors.executor.executor import install_signal_handlers
+
+    try:
+        handler = load_handler(spec)
+    except OrchestralError as exc:
+        return _fail("executor", exc, exit_codes.USAGE)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
+
+    async def serve() -> None:
+        executor = Executor(handler, settings)
+        install_signal_handlers(executor)
+        await executor.run()
+
+    try:
+        asyncio.run(serve())
+    except (OrchestralError, KafkaError, OSError) as exc:
+        return _fail("executor", exc, _exit_code(exc))
+    return exit_codes.OK
+
+
 # --- arguments ------------------------------------------------------------------------------
 
 
@@ -147,6 +175,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("broker", help="a local Kafka broker: start | stop | status (see broker --help)")
     sub.add_parser("worker", help="run the stream processor")
     sub.add_parser("run", help="start a local broker if none answers, then the worker")
+    executor = sub.add_parser(
+        "executor",
+        help="run an executor: MODULE:FUNCTION, an async function called once per activation",
+    )
+    executor.add_argument("function", metavar="MODULE:FUNCTION")
     _send_parser(sub)
 
     tail = sub.add_parser("tail", help="follow the store and outcome topics")
@@ -173,6 +206,18 @@ def _parser() -> argparse.ArgumentParser:
     dlq = sub.add_parser("dlq", help="dead-lettered records with why (headers)")
     dlq.add_argument("--limit", type=_non_negative, default=0, help="the newest N (0: all)")
     dlq.add_argument("--follow", action="store_true", help="then wait for new ones")
+
+    chat = sub.add_parser(
+        "chat",
+        help="talk to a thread's agent: each line a user_input, the replies as they stream",
+        description="Each line on stdin is a user_input for THREAD; the thread's replies stream "
+        "inline, with one line per outcome and per interaction change. /policy NAME switches "
+        "the policy; EOF (Ctrl-D) quits after the last reply, Ctrl-C at once.",
+    )
+    chat.add_argument("thread")
+    chat.add_argument(
+        "--policy", help="send each line with this concurrency policy (interrupt, queue, merge...)"
+    )
     return parser
 
 
@@ -382,8 +427,21 @@ async def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-COMMANDS = {"send": _send, "tail": _tail, "history": _history, "thread": _thread, "dlq": _dlq}
-COMMAND_NAMES = frozenset({*COMMANDS, "worker", "run", "broker"})
+async def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from processors.chat import chat
+
+    return await chat(settings, args)
+
+
+COMMANDS = {
+    "send": _send,
+    "tail": _tail,
+    "history": _history,
+    "thread": _thread,
+    "dlq": _dlq,
+    "chat": _chat,
+}
+COMMAND_NAMES = frozenset({*COMMANDS, "worker", "run", "broker", "executor"})
 
 
 if __name__ == "__main__":

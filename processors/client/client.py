@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from processors.client.history import query_history
 from processors.core import ThreadState
 from processors.core.runtime import NULL_PAYLOAD_REASON
 from processors.kafka.connection import kafka_kwargs, start_client
-from schemas.codec import InputDecoder, make_codec
+from schemas.codec import InputDecoder, make_codec, output_decoder
 from schemas.errors import DecodeError, OrchestralError
 from schemas.json_codec import JsonCodec
 from schemas.records import Command, Event
@@ -42,6 +43,8 @@ from schemas.timestamps import format_fraction
 # Room for the key, headers and batch framing above ORCHESTRAL_MAX_INPUT_BYTES, so that our own
 # check, not the producer's, is the one that refuses a record.
 _PRODUCER_OVERHEAD = 64 * 1024
+# How long a topic that does not exist yet is looked for again (see `_partition_numbers`).
+_NEW_TOPIC_WAIT = 3.0
 
 
 class RecordRefused(OrchestralError):
@@ -139,7 +142,7 @@ class Client:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.codec = make_codec(settings.codec)
-        self.decoder = InputDecoder()
+        self.decoder = output_decoder()
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
 
@@ -154,12 +157,17 @@ class Client:
 
     # --- producing --------------------------------------------------------------------------
 
-    def prepare(self, record: Any) -> Prepared:
-        """Fill `timestamp` and `event_id`, check and encode; RecordRefused says why not. No I/O."""
+    def prepare(self, record: Any, *, new_event_id: bool = True) -> Prepared:
+        """Fill `timestamp` and `event_id`, check and encode; RecordRefused says why not. No I/O.
+
+        `new_event_id=False` leaves a record without one to the worker's derived id (heartbeats:
+        they stay out of the thread's dedupe window).
+        """
         value = dict(record) if isinstance(record, Mapping) else record
         if isinstance(value, dict):
             value.setdefault("timestamp", now_rfc3339())
-            value.setdefault("event_id", str(uuid.uuid4()))
+            if new_event_id:
+                value.setdefault("event_id", str(uuid.uuid4()))
         parsed = check_input(value, self.decoder)
         try:
             data = self.codec.encode(value)
@@ -179,9 +187,9 @@ class Client:
         await self._produce(prepared)
         return prepared.record
 
-    async def produce(self, record: Mapping[str, Any]) -> Delivery:
+    async def produce(self, record: Mapping[str, Any], *, new_event_id: bool = True) -> Delivery:
         """`send`, answering where the record went (its partition and offset)."""
-        return await self._produce(self.prepare(record))
+        return await self._produce(self.prepare(record, new_event_id=new_event_id))
 
     async def send_and_wait(self, record: Mapping[str, Any], timeout: float) -> Delivery:
         """Produce one record and wait up to `timeout` s for its outcome (OutcomeTimeout if none).
@@ -360,6 +368,16 @@ class Client:
         finally:
             await consumer.stop()
 
+    def reader(self) -> AIOKafkaConsumer:
+        """A read_committed consumer in no group: where it reads is the caller's choice."""
+        return self._consumer()
+
+    async def thread_partitions(
+        self, consumer: AIOKafkaConsumer, topic: str, thread_id: str | None
+    ) -> list[TopicPartition]:
+        """The partition of `topic` that `thread_id` hashes to (every one for None)."""
+        return await self._partitions(consumer, topic, thread_id)
+
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             **kafka_kwargs(self.settings),
@@ -377,14 +395,25 @@ class Client:
             admin = AIOKafkaAdminClient(**kafka_kwargs(self.settings))
             await start_client(admin, self.settings)
             self._admin = admin
-        [described] = await self._admin.describe_topics([topic])
-        partitions = sorted(p["partition"] for p in described.get("partitions") or ())
-        if not partitions or described.get("error_code"):
+        partitions = await self._partition_numbers(self._admin, topic)
+        if not partitions:
             return []
         if thread_id is None:
             return [TopicPartition(topic, p) for p in partitions]
         index = (murmur2(thread_id.encode()) & 0x7FFFFFFF) % len(partitions)
         return [TopicPartition(topic, partitions[index])]
+
+    @staticmethod
+    async def _partition_numbers(admin: AIOKafkaAdminClient, topic: str) -> list[int]:
+        """The topic's partitions; [] when it does not exist, after a short wait: a topic just
+        created (a worker starting) takes a moment to reach every broker's metadata."""
+        deadline = time.monotonic() + _NEW_TOPIC_WAIT
+        while True:
+            [described] = await admin.describe_topics([topic])
+            found = sorted(p["partition"] for p in described.get("partitions") or ())
+            if (found and not described.get("error_code")) or time.monotonic() > deadline:
+                return found if not described.get("error_code") else []
+            await asyncio.sleep(0.2)
 
 
 def _when(message: Any) -> tuple[int, int, int]:

@@ -35,11 +35,10 @@ class CommandSteps:
     limits: Limits
     event_id: str
     touches: bool
+    timestamp: str
 
     if TYPE_CHECKING:  # provided by runtime._Step
 
-        @property
-        def timestamp(self) -> str: ...
         @property
         def auto_cleanup(self) -> bool: ...
         def outcome(
@@ -52,7 +51,7 @@ class CommandSteps:
         ) -> None: ...
         def store(
             self, event: dict[str, Any], interaction_id: str | None, *, event_id: str | None = None
-        ) -> None: ...
+        ) -> dict[str, Any]: ...
         def transition(
             self,
             interaction: Interaction,
@@ -157,7 +156,9 @@ class CommandSteps:
             if command.command in ("wait_user", "wait_event"):
                 interaction.wait_timeout = command.timeout
             if command.command != "heartbeat":  # a heartbeat stores nothing, records nothing
-                self.transition(interaction, TRANSITIONS[command.command])
+                # `fail` may say why (an executor's error): its `failed` record carries it.
+                reason = command.reason if command.command == "fail" else None
+                self.transition(interaction, TRANSITIONS[command.command], reason=reason)
         self.outcome("applied", iid)
 
 

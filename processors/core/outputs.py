@@ -66,10 +66,12 @@ def interaction_record(
     timestamp: str,
     rolled_back: bool,
     reason: str | None = None,
+    event: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An `interaction` record (one per state change), in wire field order.
 
-    `reason`: the deadline that failed it (`expire`), else None.
+    `reason`: the deadline that failed it (`expire`), else None. `event`: on a transition to
+    `active`, the stored record that caused it (the started, resumed or dequeued event).
     """
     return {
         "type": "interaction",
@@ -81,6 +83,7 @@ def interaction_record(
         "timestamp": timestamp,
         "rolled_back": rolled_back,
         "reason": reason,
+        "event": event,
     }
 
 

@@ -208,3 +208,29 @@ def test_an_event_id_whose_interaction_is_known_is_a_duplicate_whatever_the_wind
     d.command("complete", iid)
     assert d.event(event_id="e1")["status"] == "duplicate"
     assert d.states_of()[iid] == "completed"
+
+
+def test_fail_with_a_reason_carries_it_on_the_failed_record() -> None:
+    d = Driver()
+    iid = d.event("user_input")["interaction_id"]
+    outputs = d.send(
+        {
+            "type": "command",
+            "command": "fail",
+            "thread_id": "t1",
+            "interaction_id": iid,
+            "reason": "ValueError: no model answered",
+        }
+    )
+    (record,) = interaction_records(outputs)
+    assert (record["state"], record["reason"]) == ("failed", "ValueError: no model answered")
+
+
+@pytest.mark.parametrize("command", ["complete", "wait_user", "cancel"])
+def test_a_reason_on_another_command_is_invalid(command: str) -> None:
+    d = Driver()
+    iid = d.event("user_input")["interaction_id"]
+    outcome = d.command(command, iid, reason="why")
+    assert outcome["status"] == "invalid" and "`reason` is for `fail` and `expire`" in str(
+        outcome["reason"]
+    )

@@ -172,3 +172,11 @@ def test_docker_compose_config_accepts_the_file() -> None:
     assert client is not None
     done = subprocess.run([*client, "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_compose_executor_runs_the_demo_agent_with_real_settings() -> None:
+    executor = compose()["services"]["executor"]
+    assert executor["command"][1:] == ["executor", "processors.executor.demo:reply"]
+    names = {f"ORCHESTRAL_{name.upper()}" for name in Settings.model_fields}
+    names |= {"KAFKA_BOOTSTRAP_SERVERS", "ORCHESTRAL_API_URL"}  # api_url_setting's alias
+    assert set(executor["environment"]) <= names
