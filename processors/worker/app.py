@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from functools import partial
 from typing import Any, NoReturn, cast
 
 import faust
@@ -29,11 +30,13 @@ from processors.api import add_routes
 from processors.kafka.connection import sasl_password, ssl_context, uses_sasl
 from processors.worker import faust_compat
 from processors.worker.batches import ready_batches
+from processors.worker.changelog_restore import ChangelogRestore
 from processors.worker.checkpoint import Checkpoint
 from processors.worker.cluster_identity import Cluster
 from processors.worker.consumer import SafeConsumer
 from processors.worker.deadline_timer import DeadlineTimer
 from processors.worker.metrics import Metrics
+from processors.worker.output_batch import Queued
 from processors.worker.processing import BatchProcessor
 from processors.worker.thread_api import WorkerThreads
 from processors.worker.thread_log import ThreadLog
@@ -138,6 +141,14 @@ class Worker:
             extra_topic_configs={"max.message.bytes": str(settings.max_output_bytes)},
         )
         self.checkpoint = Checkpoint(self.app, self.table, settings, _exit)
+        # Half faust's request timeout: faust waits for it within that (changelog_restore.py).
+        restore = ChangelogRestore(
+            settings,
+            partial(faust_compat.partition_db, self.table),
+            faust_compat.persisted_offset_key(),
+            budget=self.app.conf.broker_request_timeout / 2,
+        )
+        faust_compat.restore_before_recovery(self.app, restore.restore)
         self.processor = BatchProcessor(
             settings, cluster, self.app, self.table, self.checkpoint, self.metrics, _exit
         )
@@ -147,7 +158,8 @@ class Worker:
             settings, self.app, self.table, self.processor.handler.codec, self.metrics
         )
         self.processor.on_saved = self.deadlines.note
-        self.thread_log = ThreadLog(settings)
+        self.thread_log = ThreadLog(settings, hold=lambda: bool(self.app.in_recovery))
+        self.checkpoint.on_visible = self._show
         self.threads = WorkerThreads(
             settings,
             self.app,
@@ -202,6 +214,9 @@ class Worker:
                     _exit(exit_codes.INTERNAL_ERROR)
                 for event in handled:  # inside the gate: a commit sees a batch whole or not at all
                     event.ack()
+
+    def _show(self, queued: Queued, offset: int, transactional: bool) -> None:
+        self.thread_log.show(queued.topic, queued.partition, offset, queued.kept, transactional)
 
     def _count_rebalance(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         self.metrics.rebalance()

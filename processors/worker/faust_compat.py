@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import logging
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from io import BytesIO
 from typing import Any, Final
 
@@ -38,6 +39,8 @@ from aiokafka.protocol.types import (
 from processors.worker.output_batch import Target
 from schemas.errors import ConfigurationError
 
+log = logging.getLogger("orchestral.worker")
+
 # The versions every workaround was measured with (`make reliability`, `make bench`).
 PINNED: Final = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0", "mode-streaming": "0.7.1"}
 ALLOW_UNPINNED: Final = "ORCHESTRAL_ALLOW_UNPINNED"
@@ -49,11 +52,14 @@ def _used() -> list[tuple[type, str, str]]:
     imports it once its event loop is set."""
     import faust.streams
     from faust.stores.rocksdb import Store as RocksDBStore
+    from faust.tables.recovery import Recovery
     from faust.transport.drivers import aiokafka as faust_aiokafka
     from mode.worker import Worker as ModeWorker
 
     return [
         (RocksDBStore, "_db_for_partition", "attr"),
+        (RocksDBStore, "offset_key", "attr"),
+        (Recovery, "_build_offsets", "attr"),
         (faust_aiokafka.Consumer, "_committed_offset", "init"),
         (faust_aiokafka.Consumer, "_thread", "init"),
         (faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer", "attr"),
@@ -114,6 +120,42 @@ def partition_db(table: Any, partition: int) -> Any:
     """The RocksDB of one partition of a table: faust's table API looks a key up twice,
     through several layers, per record."""
     return table.data._db_for_partition(partition)
+
+
+def restore_before_recovery(
+    app: Any, restore: Callable[[dict[int, int | None]], Awaitable[dict[int, int]]]
+) -> None:
+    """Run `restore` on the active changelog partitions just before faust's recovery decides
+    where to read them from (`Recovery._build_offsets`, called by `_restart_recovery` after the
+    highwaters): it gets faust's start offsets by partition (the persisted ones, None for none)
+    and returns the offsets it persisted, from which faust then reads on (changelog_restore.py
+    says why). A failure of `restore` leaves faust's own recovery to do all of it."""
+    recovery = app.tables.recovery
+    build_offsets = recovery._build_offsets
+
+    async def restored_first(consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        if title == "active" and tps:
+            start = {tp.partition: destination.get(tp) for tp in tps}
+            try:
+                reached = await restore(start)
+            except Exception as exc:  # faust's recovery reads it all instead
+                log.warning("changelog restore failed, faust restores instead: %r", exc)
+                reached = {}
+            for tp in tps:
+                if tp.partition in reached:
+                    destination[tp] = reached[tp.partition]
+        await build_offsets(consumer, tps, destination, title)
+
+    recovery._build_offsets = restored_first
+
+
+def persisted_offset_key() -> bytes:
+    """The key under which faust's RocksDB store keeps the last changelog offset it applied
+    (in each partition's database, as the offset's decimal text)."""
+    from faust.stores.rocksdb import Store as RocksDBStore
+
+    key: bytes = RocksDBStore.offset_key
+    return key
 
 
 def committed_offsets(consumer: Any) -> dict[Any, int]:
