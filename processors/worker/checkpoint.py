@@ -18,8 +18,11 @@ that safe:
    queued like any output, before the ack, not through `table[key] = value`, whose buffer faust's
    exactly-once commit does not drain.
 4. **A batch not delivered stops the worker** (`delivered`): before its offsets can commit.
-5. **Changelog offsets recorded once committed** (`delivered`, `_persist_changelog_offsets`):
+5. **Changelog offsets recorded once committed** (`delivered`, `_after_commit`):
    so a restart restores only the changelog's tail.
+6. **Outputs shown once visible** (`on_visible`): a delivered store or outcome batch is handed
+   to the thread log with its first offset, at-least-once on delivery, under exactly-once once
+   its transaction has committed (what a read_committed consumer would see, no sooner).
 """
 
 from __future__ import annotations
@@ -53,14 +56,22 @@ class Checkpoint:
         )
         # Under exactly-once: changelog partition -> last offset delivered since the last commit.
         self._delivered_changelog: dict[TP, int] = {}
+        # Told of each delivered batch with kept records (step 6): the batch, its first offset,
+        # whether it was in a transaction (then its commit marker follows the transaction).
+        self.on_visible: Callable[[Queued, int, bool], None] | None = None
+        self._delivered_kept: list[tuple[Queued, int]] = []  # under exactly-once, until commit
 
     async def commit(self, force_commit: Callable[[], Awaitable[Any]]) -> Any:
-        """faust's commit, inside the gate (step 1); then step 5."""
+        """faust's commit, inside the gate (step 1); then steps 5 and 6."""
         if isinstance(self.gate, nullcontext):
             return await force_commit()
         async with self.gate:
-            committed = await force_commit()
-            self._persist_changelog_offsets(bool(committed))
+            try:
+                committed = await force_commit()
+            except BaseException:  # its transactions abort: nothing of them is recorded or shown
+                self._after_commit(False)
+                raise
+            self._after_commit(bool(committed))
             return committed
 
     def target_for(self, partition: int) -> Target:
@@ -110,6 +121,11 @@ class Checkpoint:
                 error or "the producer confirmed no offset",
             )
             self._exit(exit_codes.INTERNAL_ERROR)
+        if queued.kept and self.on_visible is not None:
+            if self.app.in_transaction:
+                self._delivered_kept.append((queued, metadata.offset))
+            else:
+                self.on_visible(queued, metadata.offset, False)
         if queued.topic != self.settings.changelog_topic:
             return
         tp = TP(queued.topic, queued.partition)
@@ -120,9 +136,10 @@ class Checkpoint:
             store: Any = self.table.data  # a faust Store; typed as a plain mapping
             store.set_persisted_offset(tp, last)
 
-    def _persist_changelog_offsets(self, committed: bool) -> None:
-        """Under exactly-once: record, once their transaction committed, the changelog offsets
-        the local store has, so a restart restores only the changelog after them.
+    def _after_commit(self, committed: bool) -> None:
+        """Under exactly-once, once their transaction committed: record the changelog offsets
+        the local store has, so a restart restores only the changelog after them (step 5), and
+        show the kept batches to the thread log (step 6).
 
         faust means to do this (`persist_offset_on_commit`) but looks its pending offsets up by
         the committed *input* partitions, while they are keyed by changelog partitions: they
@@ -130,7 +147,9 @@ class Checkpoint:
         threads, against 1.9 s at-least-once). The gate makes this exact: no batch is sent
         while a commit runs, and a commit waits for every batch sent before it to be delivered,
         so the batches delivered since the last commit are all in the one it just committed.
-        A failed commit aborts them: their offsets are dropped, not recorded.
+        A failed commit aborts them: their offsets are dropped, not recorded. The same for the
+        kept batches (step 6): shown to the thread log only once committed, dropped otherwise
+        (the thread log then reads what is there from the topic).
 
         The offset recorded is the commit marker's, right after the transaction's last record in
         the partition (its only writer is the input partition's transactional producer; a zombie
@@ -139,8 +158,12 @@ class Checkpoint:
         empty 5-second polls for it on every restart.
         """
         delivered, self._delivered_changelog = self._delivered_changelog, {}
+        kept, self._delivered_kept = self._delivered_kept, []
         if not committed:
             return
+        if self.on_visible is not None:
+            for queued, offset in kept:
+                self.on_visible(queued, offset, True)
         store: Any = self.table.data  # a faust Store; typed as a plain mapping
         for tp, last in delivered.items():
             store.set_persisted_offset(tp, last + 1)

@@ -5,17 +5,26 @@ partition, without scanning a topic per request. The store topic is the only cop
 history; this is a materialised view of it (and of the outcomes topic, for streams), in a RocksDB
 of the worker's own (`ORCHESTRAL_DATA_DIR/thread-log`), with no changelog of its own:
 
+- the worker's own outputs indexed as they become visible (`show`: at-least-once once
+  delivered, under exactly-once once their transaction committed), from the records it produced,
+  at the offsets the broker gave them: nothing decoded, nothing fetched again;
 - one aiokafka consumer per worker, read_committed (under exactly-once no record of an aborted
   transaction is ever indexed), assigned the store and outcome partitions with the numbers of the
-  events partitions the worker owns; outputs go to the input's partition, so a thread's records
-  are all there;
-- each record indexed under its thread: `s` store records by offset, `q` the thread's `seq` ->
-  store offset (identical at-least-once copies share a seq: history keeps one), `o` outcome and
-  interaction records by offset, `r` interactions rolled back (the store's own
-  `turn_rolled_back` marks); and per partition a bookmark, the next offset to index, written in
-  the same write batch as the records;
+  events partitions the worker owns (outputs go to the input's partition, so a thread's records
+  are all there). It reads what `show` cannot: a partition's records up to its end when assigned,
+  and any records between two of the worker's own batches (another writer's, a zombie's under
+  at-least-once, an aborted transaction). A partition it has read to its end is paused while the
+  worker's own batches follow each other without a gap, and read again every few seconds
+  (`_RECHECK`) in case another writer appended meanwhile;
+- each record indexed once (either path skips what the other did), under its thread: `s` store
+  records by offset, `q` the thread's `seq` -> store offset (identical at-least-once copies share
+  a seq: history keeps one), `o` outcome and interaction records by offset, `r` interactions
+  rolled back (the store's own `turn_rolled_back` marks); and per partition a bookmark, the next
+  offset to index, written in the same write batch as the records;
 - a partition newly assigned reads on from its bookmark (from the beginning after an empty data
-  dir) and is ready once it reached the end it had when assigned.
+  dir) and is ready once it reached the end it had when assigned;
+- it waits while the worker restores its table (`hold`): both share one event loop, and the
+  table is what records wait for, where history can answer "restoring" a little longer.
 
 Reads cost what they return (a seek and `limit` steps), whatever the size of the partition.
 """
@@ -26,7 +35,8 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -39,7 +49,8 @@ from config.settings import Settings
 from processors.api.backend import StreamEvent
 from processors.core.outputs import LIFECYCLE_CATEGORY, TURN_ROLLED_BACK
 from processors.kafka.connection import kafka_kwargs, start_client
-from schemas.codec import InputDecoder
+from processors.worker.output_batch import Kept
+from schemas.codec import output_decoder
 from schemas.errors import DecodeError
 
 log = logging.getLogger("orchestral.thread_log")
@@ -51,6 +62,22 @@ SEQ: Final = b"q"
 ROLLED_BACK: Final = b"r"
 BOOKMARK: Final = b"b"
 _U64: Final = struct.Struct(">Q")
+# Records indexed between two yields to the event loop (see `_follow`).
+_INDEX_SLICE: Final = 100
+# Seconds between two reads of a paused partition, for records another writer appended.
+_RECHECK: Final = 5.0
+
+# (offset, key, value, the output it encodes if known) of a record to index.
+_Indexed = tuple[int, bytes | None, bytes | None, dict[str, Any] | None]
+
+
+def _thread_of(key: bytes | None) -> str | None:
+    if not key:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _thread_key(kind: bytes, thread_id: str) -> bytes:
@@ -84,17 +111,22 @@ class Entry:
 
 
 class ThreadLog:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, hold: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
+        self._hold = hold
         path = Path(settings.data_dir) / DIRECTORY
         path.mkdir(parents=True, exist_ok=True)
         self.db = Rdict(str(path), options=Options(raw_mode=True))
-        self.decoder = InputDecoder()
+        self.decoder = output_decoder()
         self._topics = {settings.store_topic: STORE, settings.outcomes_topic: OUTCOMES}
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: set[int] = set()
         self._catching_up: dict[TopicPartition, int] = {}  # until this end offset is reached
         self._pending: set[int] = set()  # assigned, their ends not looked at yet
+        self._next: dict[TopicPartition, int] = {}  # the next offset to index (the bookmark)
+        self._paused: set[TopicPartition] = set()  # read to the end; `show` carries them on
+        self._marker: dict[TopicPartition, int] = {}  # where the last shown commit marker sits
+        self._recheck_at = 0.0
         self._changed = asyncio.Event()
         self._listeners: dict[str, set[asyncio.Queue[Entry]]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -163,20 +195,32 @@ class ThreadLog:
         if not consumer.assignment():
             await self._changed.wait()
             return
+        if self._hold():
+            await asyncio.sleep(0.1)
+            return
+        if self._paused and time.monotonic() >= self._recheck_at:
+            for tp in list(self._paused):
+                self._resume(tp, self._next[tp])
         batches = await consumer.getmany(timeout_ms=200, max_records=2000)
         for tp, records in batches.items():
-            self._index(tp, records)
+            # In slices, giving the loop back between them: the worker's own batches (and
+            # their latency) share this event loop with the indexing.
+            for start in range(0, len(records), _INDEX_SLICE):
+                self._index(tp, records[start : start + _INDEX_SLICE])
+                await asyncio.sleep(0)
         await self._note_caught_up(consumer)
 
     async def _reassign(self, consumer: AIOKafkaConsumer) -> None:
         partitions = set(self._partitions)
         tps = {TopicPartition(t, p) for t in self._topics for p in partitions}
         consumer.assign(sorted(tps))
+        self._paused, self._marker = set(), {}
         ends = await consumer.end_offsets(sorted(tps)) if tps else {}
-        self._catching_up = {}
+        self._catching_up, self._next = {}, {}
         for tp in tps:
             start = self._bookmark(tp)
             consumer.seek(tp, start)
+            self._next[tp] = start
             if start < ends.get(tp, 0):
                 self._catching_up[tp] = ends[tp]
         self._pending -= partitions  # an assignment that came meanwhile stays pending
@@ -186,6 +230,24 @@ class ThreadLog:
         for tp, end in list(self._catching_up.items()):
             if await consumer.position(tp) >= end:
                 del self._catching_up[tp]
+        for tp in consumer.assignment():
+            if tp in self._paused or tp in self._catching_up or tp not in self._next:
+                continue
+            # Everything before the position was handed out and indexed, or is not visible.
+            position = await consumer.position(tp)
+            self._next[tp] = max(self._next[tp], position)
+            end = consumer.last_stable_offset(tp)
+            if end is not None and position >= end:  # at the end: `show` carries it on
+                consumer.pause(tp)
+                self._paused.add(tp)
+                self._recheck_at = time.monotonic() + _RECHECK
+
+    def _resume(self, tp: TopicPartition, offset: int) -> None:
+        """The consumer reads `tp` again, from `offset`."""
+        if tp in self._paused and self._consumer is not None:
+            self._paused.discard(tp)
+            self._consumer.seek(tp, offset)
+            self._consumer.resume(tp)
 
     def _bookmark(self, tp: TopicPartition) -> int:
         value = self.db.get(self._bookmark_key(tp))
@@ -194,29 +256,75 @@ class ThreadLog:
     def _bookmark_key(self, tp: TopicPartition) -> bytes:
         return BOOKMARK + self._topics[tp.topic] + struct.pack(">I", tp.partition)
 
+    def show(
+        self, topic: str, partition: int, base: int, kept: Sequence[Kept], transactional: bool
+    ) -> None:
+        """Records this worker produced, visible from offset `base` on (checkpoint.py, step 6):
+        indexed from what they are, if they follow what is indexed without a gap. Otherwise
+        what lies between is someone else's, and the consumer reads it all from the topic."""
+        tp = TopicPartition(topic, partition)
+        start = self._next.get(tp)
+        if start is None or partition not in self._partitions or partition in self._pending:
+            return  # not followed (yet): the consumer reads them
+        if transactional and self._marker.get(tp) == start and base == start + 1:
+            start += 1  # the commit marker of the transaction shown before
+        if base > start:
+            self._resume(tp, start)
+            return
+        end = base + len(kept)
+        fresh = [(base + n, *record) for n, record in enumerate(kept) if base + n >= start]
+        self._write(tp, fresh, end)
+        if transactional:
+            self._marker[tp] = end  # this transaction's commit marker, if it ends here
+
     def _index(self, tp: TopicPartition, records: list[Any]) -> None:
+        """Index a batch of one partition the consumer read (what `show` did not)."""
+        if not records:
+            return
+        start = self._next.get(tp, 0)
+        fresh = [(m.offset, m.key, m.value, None) for m in records if m.offset >= start]
+        self._write(tp, fresh, records[-1].offset + 1)
+
+    def _write(self, tp: TopicPartition, records: Iterable[_Indexed], end: int) -> None:
+        """Index records of one partition, in offset order, and its bookmark `end`. The key is
+        the thread id (every output is keyed by its thread); a record read from the topic is
+        decoded only if it is a store record or a stream listens to its thread."""
         kind = self._topics[tp.topic]
         batch = WriteBatch(raw_mode=True)
         entries: list[tuple[str, Entry]] = []
-        for message in records:
-            try:
-                record = self.decoder.decode_value(message.value)
-            except DecodeError:  # not ours: nothing to index
-                continue
-            thread_id = record.get("thread_id")
-            if not isinstance(thread_id, str):
-                continue
-            offset = _U64.pack(message.offset)
-            batch.put(_thread_key(kind, thread_id) + offset, message.value)
-            if kind == STORE:
-                self._index_store(batch, thread_id, record, offset)
-            entries.append((thread_id, Entry(_label(kind, record), message.offset, record)))
-        if records:
-            batch.put(self._bookmark_key(tp), _U64.pack(records[-1].offset + 1))
-            self.db.write(batch)
+        for offset, key, value, output in records:
+            thread_id = _thread_of(key)
+            if thread_id is None or value is None:
+                continue  # not ours: nothing to index
+            record = output
+            if kind == STORE and record is None:
+                record = self._decoded(value, thread_id)
+                if record is None:
+                    continue
+            packed = _U64.pack(offset)
+            batch.put(_thread_key(kind, thread_id) + packed, value)
+            if record is not None and kind == STORE:
+                self._index_store(batch, thread_id, record, packed)
+            if thread_id in self._listeners:  # as a stream reading the topic gets it
+                shown = self._decoded(value, thread_id)
+                if shown is not None:
+                    entries.append((thread_id, Entry(_label(kind, shown), offset, shown)))
+        end = max(end, self._next.get(tp, 0))
+        self._next[tp] = end
+        batch.put(self._bookmark_key(tp), _U64.pack(end))
+        self.db.write(batch)
         for thread_id, entry in entries:
             for queue in self._listeners.get(thread_id, ()):
                 queue.put_nowait(entry)
+
+    def _decoded(self, value: bytes | None, thread_id: str) -> dict[str, Any] | None:
+        try:
+            record = self.decoder.decode_value(value)
+        except DecodeError:
+            return None
+        if not isinstance(record, dict) or record.get("thread_id") != thread_id:
+            return None
+        return record
 
     def _index_store(
         self, batch: WriteBatch, thread_id: str, record: dict[str, Any], offset: bytes
@@ -312,8 +420,12 @@ class ThreadLog:
             it.seek(prefix + _U64.pack(last + 1))
             while it.valid() and it.key().startswith(prefix):
                 offset = _U64.unpack(it.key()[len(prefix) :])[0]
-                record = self.decoder.decode_value(it.value())
-                entries.append(Entry(_label(kind, record), int(offset), record))
+                try:  # indexed undecoded (see `_index`): a value not ours is left out here
+                    record = self.decoder.decode_value(it.value())
+                except DecodeError:
+                    record = None
+                if isinstance(record, dict):
+                    entries.append(Entry(_label(kind, record), int(offset), record))
                 it.next()
         return entries
 

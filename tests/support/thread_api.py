@@ -16,18 +16,29 @@ def url(worker: WorkerProcess) -> str:
     return f"http://127.0.0.1:{worker.env['ORCHESTRAL_WEB_PORT']}"
 
 
+class NotReady(AssertionError):
+    """A worker did not become ready in time (the message is the tail of its log)."""
+
+
 async def wait_ready(session: aiohttp.ClientSession, *workers: WorkerProcess) -> None:
+    """Until every worker answers /readyz with 200 in the same round: one ready first may be
+    rebalancing again once the next has joined (and then answers 503)."""
     deadline = time.monotonic() + 120
-    for worker in workers:
-        while True:
-            try:
-                async with session.get(url(worker) + "/readyz") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, worker.log()[-3000:]
-            await asyncio.sleep(0.5)
+    while True:
+        waiting = [w for w in workers if not await _ready(session, w)]
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise NotReady(waiting[0].log()[-3000:])
+        await asyncio.sleep(0.5)
+
+
+async def _ready(session: aiohttp.ClientSession, worker: WorkerProcess) -> bool:
+    try:
+        async with session.get(url(worker) + "/readyz") as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
 
 
 async def post(
