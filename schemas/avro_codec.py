@@ -21,7 +21,14 @@ from typing import Any, Final
 from fastavro import schemaless_reader, schemaless_writer
 
 from schemas.errors import DecodeError
-from schemas.json_codec import MAX_DEPTH, check_depth, parse_finite_float, reject_constant
+from schemas.json_codec import (
+    MAX_DEPTH,
+    check_depth,
+    fast_dumps,
+    fast_loads,
+    parse_finite_float,
+    reject_constant,
+)
 from schemas.records import EVENT_FIELDS, Command, InteractionRecord, Outcome
 from schemas.resolver import ParsedSchema, SchemaResolver, default_resolver
 
@@ -40,8 +47,6 @@ _JSON_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"
 _JSON_DECODER: Final = json.JSONDecoder(
     parse_constant=reject_constant, parse_float=parse_finite_float
 )
-# A JSON field sits inside its record, one level down, as it does in the json codec's records.
-_JSON_FIELD_DEPTH: Final = MAX_DEPTH - 1
 
 
 def _always_present(name: str, fields: tuple[str, ...]) -> frozenset[str]:
@@ -61,6 +66,15 @@ def _json_fields(schema: ParsedSchema) -> tuple[str, ...]:
     return tuple(f["name"] for f in schema["fields"] if f.get(_JSON_MARK))
 
 
+def _nullable_json_fields(schema: ParsedSchema) -> frozenset[str]:
+    """JSON fields typed `["null", "string"]`: absent is Avro null, not the text `null`."""
+    return frozenset(
+        f["name"]
+        for f in schema["fields"]
+        if f.get(_JSON_MARK) and isinstance(f["type"], list) and "null" in f["type"]
+    )
+
+
 def _policy_fields(schema: ParsedSchema) -> tuple[str, ...]:
     """Fields whose type is the (nullable) PolicySpec record."""
     found = []
@@ -77,20 +91,21 @@ def _policy_fields(schema: ParsedSchema) -> tuple[str, ...]:
 class _Writer:
     """Everything `encode` needs for one record type, resolved once."""
 
-    __slots__ = ("header", "json_fields", "name", "policy_fields", "schema")
+    __slots__ = ("header", "json_fields", "name", "nullable", "policy_fields", "schema")
 
     def __init__(self, name: str, schema_id: int, schema: ParsedSchema) -> None:
         self.name = name
         self.header = bytes((_MAGIC,)) + schema_id.to_bytes(4, "big")
         self.schema = schema
         self.json_fields = _json_fields(schema)
+        self.nullable = _nullable_json_fields(schema)
         self.policy_fields = _policy_fields(schema)
 
     def datum(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The record as the schema holds it: JSON fields as text, policies as records."""
         datum = dict(record)  # one shallow copy: the caller's record is left alone
         for field in self.json_fields:
-            if field in datum:
+            if field in datum and not (datum[field] is None and field in self.nullable):
                 datum[field] = self._dumps(field, datum[field])
         for field in self.policy_fields:
             if isinstance(datum.get(field), str):
@@ -98,6 +113,9 @@ class _Writer:
         return datum
 
     def _dumps(self, field: str, value: Any) -> str:
+        fast = fast_dumps(value)
+        if fast is not None:
+            return fast.decode("utf-8")
         try:
             return _JSON_ENCODER.encode(value)
         except (TypeError, ValueError, RecursionError) as exc:
@@ -145,10 +163,13 @@ class _Reader:
             raise DecodeError("Avro body is not a record")
         return record
 
-    def finish(self, record: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, record: dict[str, Any], max_depth: int) -> dict[str, Any]:
         """Shape the record as the json codec would have read it, in place."""
+        # A JSON field sits inside its record, one level down, as in the json codec's records.
+        field_depth = max_depth - 1
         for field in self.json_fields:
-            record[field] = _loads(field, record[field], record)
+            if record[field] is not None:  # a nullable JSON field left null
+                record[field] = _loads(field, record[field], record, field_depth)
         for field in self.policy_fields:
             spec = record[field]
             if spec is not None:
@@ -159,10 +180,13 @@ class _Reader:
         return record
 
 
-def _loads(field: str, text: str, record: dict[str, Any]) -> Any:
+def _loads(field: str, text: str, record: dict[str, Any], depth: int) -> Any:
+    read, fast = fast_loads(text, depth)
+    if read:
+        return fast
     try:
         value = _JSON_DECODER.decode(text)
-        check_depth(value, text, _JSON_FIELD_DEPTH)
+        check_depth(value, text, depth)
         # Escaped lone surrogates parse but cannot be written back as UTF-8: the json codec
         # rejects them too. Only text with a \u escape needs the (slower) check.
         if "\\u" in text:
@@ -186,7 +210,8 @@ class AvroCodec:
 
     name: Final = "avro"
 
-    def __init__(self, resolver: SchemaResolver | None = None) -> None:
+    def __init__(self, resolver: SchemaResolver | None = None, max_depth: int = MAX_DEPTH) -> None:
+        self.max_depth = max_depth
         self._resolver = resolver if resolver is not None else default_resolver()
         # Filled on first use, so a registry-backed resolver is asked once per type / id.
         self._writers: dict[str, _Writer] = {}
@@ -225,7 +250,7 @@ class AvroCodec:
                 f"{len(data) - body.tell()} trailing bytes after the Avro body",
                 thread_id=_thread_id(record),
             )
-        return reader.finish(record)
+        return reader.finish(record, self.max_depth)
 
     def _writer_for(self, kind: object) -> _Writer:
         if not isinstance(kind, str):

@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from schemas.avro_codec import AvroCodec
 from schemas.errors import DecodeError
-from schemas.json_codec import JsonCodec
+from schemas.json_codec import MAX_DEPTH, OUTPUT_DEPTH, JsonCodec
 from schemas.records import Command, Event, parse_input
 
 CodecName: TypeAlias = Literal["json", "avro"]
@@ -27,11 +27,14 @@ class Codec(Protocol):
 
 
 class InputDecoder:
-    """Bytes of an input record -> a validated record, whatever codec wrote them."""
+    """Bytes of an input record -> a validated record, whatever codec wrote them.
 
-    def __init__(self, avro: AvroCodec | None = None) -> None:
-        self._json = JsonCodec()
-        self._avro = avro or AvroCodec()
+    `max_depth`: how deep a value may nest (`output_decoder` reads the processor's own records).
+    """
+
+    def __init__(self, avro: AvroCodec | None = None, *, max_depth: int = MAX_DEPTH) -> None:
+        self._json = JsonCodec(max_depth)
+        self._avro = avro or AvroCodec(max_depth=max_depth)
 
     def decode_value(self, data: bytes | None) -> Any:
         if not data:
@@ -45,6 +48,11 @@ class InputDecoder:
 
     def decode(self, data: bytes | None) -> Event | Command:
         return parse_input(self.decode_value(data))
+
+
+def output_decoder() -> InputDecoder:
+    """A decoder of the store, outcome and DLQ records the processor writes."""
+    return InputDecoder(max_depth=OUTPUT_DEPTH)
 
 
 def make_codec(name: CodecName, avro: AvroCodec | None = None) -> Codec:

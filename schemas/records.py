@@ -130,9 +130,11 @@ class _InputEvent(BaseModel):
 
     def store_fields(self) -> dict[str, Any]:
         """The seed-shaped event, in wire order, as it is stored (before stamping)."""
-        out: dict[str, Any] = {"type": self.type}  # type: ignore[attr-defined]
-        for name in EVENT_FIELDS[self.type]:  # type: ignore[attr-defined]
-            out[name] = getattr(self, name)
+        values = self.__dict__  # the validated fields, read without attribute lookups
+        kind = values["type"]
+        out: dict[str, Any] = {"type": kind}
+        for name in EVENT_FIELDS[kind]:
+            out[name] = values[name]
         return out
 
 
@@ -186,6 +188,8 @@ EXPIRE_REASONS: Final[tuple[str, ...]] = (
     "wait_timeout",
     "thread_ttl",
 )
+# The longest `reason` a `fail` command may give (an error message, not a traceback dump).
+MAX_FAIL_REASON: Final = 1000
 # A duration in seconds, 0 = none; finite (a NaN would make every comparison false).
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -213,8 +217,9 @@ class Command(BaseModel):
     wait_timeout: Seconds | None = None
     thread_ttl: Seconds | None = None
     timeout: Seconds | None = None  # wait_user, wait_event: this wait's wait_timeout
-    # expire (produced by the worker's deadline timer): which deadline, and when it was due
-    reason: ExpireReason | None = None
+    # expire (produced by the worker's deadline timer): which deadline, and when it was due;
+    # fail: why, in the executor's words (its `failed` interaction record carries it)
+    reason: Annotated[str, Field(max_length=MAX_FAIL_REASON)] | None = None
     deadline: Timestamp | None = None
 
     @model_validator(mode="after")
@@ -223,9 +228,15 @@ class Command(BaseModel):
             raise ValueError(f"command `{self.command}` needs `interaction_id`")
         if self.command == "add_task" and self.task_id is None:
             raise ValueError("command `add_task` needs `task_id`")
+        if self.reason is not None and self.command not in ("fail", "expire"):
+            raise ValueError("`reason` is for `fail` and `expire` only")
         if self.command == "expire":
             if self.reason is None or self.deadline is None:
                 raise ValueError("command `expire` needs `reason` and `deadline`")
+            if self.reason not in EXPIRE_REASONS:
+                raise ValueError(
+                    f"command `expire` needs `reason` one of {', '.join(EXPIRE_REASONS)}"
+                )
             if (self.reason == "thread_ttl") != (self.interaction_id is None):
                 raise ValueError(
                     "command `expire` needs `interaction_id` unless its reason is `thread_ttl`, "
@@ -294,8 +305,9 @@ class InteractionRecord(BaseModel):
 
     `rolled_back` extends the contract's shape: true on the `cancelled` record of an interaction
     cancelled by the `rollback` policy, whose events history readers then leave out.
-    `reason`: on the `failed` record of an interaction a deadline expired, the limit that ran
-    out (`run_timeout`, `idle_timeout`, `wait_timeout`); null otherwise.
+    `reason`: on a `failed` record, the limit that ran out (`run_timeout`, `idle_timeout`,
+    `wait_timeout`) or the reason its `fail` command gave; null otherwise.
+    `event`: on a transition to `active`, the stored record that caused it; null otherwise.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -309,6 +321,7 @@ class InteractionRecord(BaseModel):
     timestamp: str
     rolled_back: bool = False
     reason: str | None = None
+    event: StoredEvent | None = None
 
 
 # --- validation at the edge -----------------------------------------------------------------

@@ -56,6 +56,11 @@ class Decision:
 
 
 BUSY_REASON = "System is busy processing another request"
+# The decisions without a reason, made once (decide runs for every new turn).
+_START, _START_BESIDE = Decision(Action.START), Decision(Action.START_BESIDE)
+_INTERRUPT, _ROLLBACK = Decision(Action.INTERRUPT), Decision(Action.ROLLBACK)
+_MERGE, _QUEUE = Decision(Action.MERGE), Decision(Action.QUEUE)
+_BUSY = Decision(Action.REJECT, BUSY_REASON)
 
 
 def decide(
@@ -74,25 +79,25 @@ def decide(
     name = policy.name
     if name == "merge":
         if merge_target:
-            return Decision(Action.MERGE)
+            return _MERGE
         if not expected_interaction:
             # Nothing active: start, cancel nothing; busy, purge nothing either.
-            return Decision(Action.START if nonterminal == 0 else Action.START_BESIDE)
+            return _START if nonterminal == 0 else _START_BESIDE
         name = "queue"
     if name == "parallel":
         if nonterminal >= policy.max_parallel:
             return Decision(
                 Action.REJECT, f"Maximum parallel interactions ({policy.max_parallel}) reached"
             )
-        return Decision(Action.START)
+        return _START
     if nonterminal == 0:
-        return Decision(Action.START)
+        return _START
     if name == "interrupt":
-        return Decision(Action.INTERRUPT)
+        return _INTERRUPT
     if name == "rollback":
-        return Decision(Action.ROLLBACK)
+        return _ROLLBACK
     if name == "reject":
-        return Decision(Action.REJECT, BUSY_REASON)
+        return _BUSY
     if queue_len >= policy.max_queue_depth:
         return Decision(Action.REJECT, f"Queue full ({policy.max_queue_depth})")
-    return Decision(Action.QUEUE)
+    return _QUEUE

@@ -73,9 +73,9 @@ def apply_in_place(
     need not be kept for replay. None keeps up to `limits.replay_buffer` of them.
     """
     if applied_before(state, position):
-        outputs = state.recent.get(position.offset)
+        outputs = state.replay_outputs(position.offset)
         if outputs is not None:
-            return list(outputs)
+            return outputs
         # Not a replay that can be repeated (see `replay_missing`): the record is taken as new,
         # and the buffer, whose offsets cannot be trusted either, is dropped.
         state.recent.clear()
@@ -106,16 +106,14 @@ class _Step(CommandSteps):
     invalid: bool = False
     # False: the record leaves the thread's clock (`updated_at`, the thread_ttl start) alone.
     touches: bool = True
+    timestamp: str = ""  # the record's: the step's logical time (an attribute: read often)
 
     def __post_init__(self) -> None:
         pos = self.position
         self.event_id = self.record.event_id or ids.derived_event_id(
             pos.topic, pos.partition, pos.offset
         )
-
-    @property
-    def timestamp(self) -> str:
-        return self.record.timestamp
+        self.timestamp = self.record.timestamp
 
     def run(self) -> None:
         record = self.record
@@ -141,8 +139,8 @@ class _Step(CommandSteps):
             return
         waiting = self.resume_target(event)
         if waiting is not None:
-            self.store(event.store_fields(), waiting.id)
-            self.transition(waiting, "active")
+            stored = self.store(event.store_fields(), waiting.id)
+            self.transition(waiting, "active", event=stored)
             self.outcome("resumed", waiting.id)
             return
         if event.type in ("assistant_output", "artifact", "system_trace") and (
@@ -178,7 +176,8 @@ class _Step(CommandSteps):
     def on_new_turn(self, event: Event) -> None:
         state = self.state
         iid = ids.interaction_id(state.thread_id, self.event_id)
-        if iid in state.interactions or any(q.event_id == self.event_id for q in state.queue):
+        queued = state.queue and any(q.event_id == self.event_id for q in state.queue)
+        if iid in state.interactions or queued:
             # The same event id, re-sent beyond the dedupe window while its interaction (or its
             # queued copy) is still known: starting it would reuse that interaction's id.
             self.outcome("duplicate", event.interaction_id, f"Duplicate event_id: {self.event_id}")
@@ -245,8 +244,8 @@ class _Step(CommandSteps):
         ts = self.timestamp
         interaction = Interaction(iid, "active", ts, source_event_id, since=ts, alive=ts)
         state.interactions[iid] = interaction
-        self.store(event, iid, event_id=source_event_id)
-        self.interaction_record(interaction, None, cause=source_event_id)
+        stored = self.store(event, iid, event_id=source_event_id)
+        self.interaction_record(interaction, None, cause=source_event_id, event=stored)
         if announce:
             self.outcome("started", iid)
 
@@ -275,7 +274,9 @@ class _Step(CommandSteps):
         *,
         rolled_back: bool = False,
         reason: str | None = None,
+        event: dict[str, Any] | None = None,
     ) -> None:
+        """`event`: the stored record that made it `active` (its executor needs no join)."""
         previous = interaction.state
         if previous == new_state:
             return  # no change, no record
@@ -290,7 +291,9 @@ class _Step(CommandSteps):
         # A new state restarts its deadlines; a terminal one has none.
         since = None if interaction.terminal else self.timestamp
         interaction.since = interaction.alive = since
-        self.interaction_record(interaction, previous, cause=self.event_id, reason=reason)
+        self.interaction_record(
+            interaction, previous, cause=self.event_id, reason=reason, event=event
+        )
 
     def cancel_nonterminal(self, *, rolled_back: bool) -> None:
         for interaction in self.state.nonterminal():
@@ -337,13 +340,15 @@ class _Step(CommandSteps):
 
     def store(
         self, event: dict[str, Any], interaction_id: str | None, *, event_id: str | None = None
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Append the store record and return it."""
         self.state.seq += 1
         record = dict(event)
         record["interaction_id"] = interaction_id
         record["seq"] = self.state.seq
         record["event_id"] = event_id or self.event_id
         self.outputs.append((STORE, record))
+        return record
 
     def outcome(
         self,
@@ -375,6 +380,7 @@ class _Step(CommandSteps):
         *,
         cause: str,
         reason: str | None = None,
+        event: dict[str, Any] | None = None,
     ) -> None:
         record = interaction_record(
             self.state.thread_id,
@@ -385,6 +391,7 @@ class _Step(CommandSteps):
             self.timestamp,
             interaction.rolled_back,
             reason,
+            event,
         )
         self.outputs.append((OUTCOMES, record))
 

@@ -14,6 +14,7 @@ part of the shell that can be tested without a broker:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class KafkaRecord:
     key: bytes | None
     value: bytes | None  # None only for a dead-lettered tombstone, kept as it came
     headers: Headers | None = None
+    # The output `value` encodes (None for a dead letter): the thread log indexes it as is.
+    record: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -160,7 +163,12 @@ class RecordHandler:
 
     def encode(self, outputs: list[Output]) -> list[KafkaRecord]:
         return [
-            KafkaRecord(self._topics[topic], value["thread_id"].encode(), self.codec.encode(value))
+            KafkaRecord(
+                self._topics[topic],
+                value["thread_id"].encode(),
+                self.codec.encode(value),
+                record=value,
+            )
             for topic, value in outputs
         ]
 
@@ -221,7 +229,14 @@ def _status(outputs: list[Output]) -> str | None:
 def home_partition(key: bytes, partitions: int) -> int:
     """A thread's partition: murmur2 of its UTF-8 id, as Kafka's Java client and aiokafka
     partition by default (contract, Topics)."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+    return _hash(key) % partitions
+
+
+# aiokafka's murmur2 is pure Python (~3 us for a short key) and runs for every record: its
+# value per key is cached (a thread's records repeat the key; the cache's own lookup is C).
+@functools.lru_cache(maxsize=65_536)
+def _hash(key: bytes) -> int:
+    return int(murmur2(key) & 0x7FFFFFFF)
 
 
 def forward(

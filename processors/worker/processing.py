@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NoReturn
@@ -67,13 +68,19 @@ class BatchProcessor:
             settings.outcomes_topic: "outcomes_out",
             settings.dlq_topic: "dlq_out",
         }
+        # A batch's counts, added to the metrics once at its end (a Prometheus increment takes
+        # a lock: per record, several of them cost more than the record's own counting).
+        self._counts: Counter[str] = Counter()
+        self._outcomes: Counter[str] = Counter()
+        # Kept with their outputs once queued: the thread log indexes them once delivered.
+        self._kept_topics = frozenset((settings.store_topic, settings.outcomes_topic))
 
     async def process_batch(self, events: list[Any]) -> list[Any]:
         """Handle a batch of records in order and hand everything they produce to the producer
         before any of them is acked, so it is flushed (at-least-once) or in the same transaction
         (exactly-once) as the commit of their offsets. Returns the events to ack."""
         started = time.perf_counter()
-        out = OutputBatch(self.checkpoint.target_for)
+        out = OutputBatch(self.checkpoint.target_for, self._kept_topics)
         # Saved once per thread at the end (local RocksDB and one changelog record, produced
         # like the outputs). Not `table[key] = value`: faust sends that changelog record later
         # from a buffer its exactly-once commit does not drain, so the write could land in the
@@ -84,11 +91,14 @@ class BatchProcessor:
         suspicious = False
         if self._unverified:
             events = await self._start_of_recreated(events)
-        for event in events:
-            if drop_if_stale(self.app, event):
-                continue  # read again after the rebalance's seek; not acked
-            handled.append(event)
-            suspicious |= self.process_one(event.message, out, states, saved)
+        try:
+            for event in events:
+                if drop_if_stale(self.app, event):
+                    continue  # read again after the rebalance's seek; not acked
+                handled.append(event)
+                suspicious |= self.process_one(event.message, out, states, saved)
+        finally:
+            self._flush_counts()
         if suspicious:
             await self._check_identity()
         for (partition, key), value in states.items():
@@ -119,7 +129,7 @@ class BatchProcessor:
             # Delivered again within one assignment (faust's fetcher can hand out a record it
             # already gave, around recovery): this process already produced its outputs, maybe
             # committed them. Re-emitting would duplicate them even under exactly-once.
-            self.metrics.count("redelivered")
+            self._counts["redelivered"] += 1
             return True
         partition = message.partition
         position = Position(message.topic, partition, message.offset, self.epoch)
@@ -130,7 +140,7 @@ class BatchProcessor:
             # Not this partition's thread: handled on its own partition, after what is there.
             home, new_headers = forwarded
             out.add(message.topic, home, message.key, message.value, new_headers, via=partition)
-            self.metrics.count("rerouted")
+            self._counts["rerouted"] += 1
             return False
 
         def load(thread_id: str) -> ThreadState | None:
@@ -152,16 +162,31 @@ class BatchProcessor:
         for record in handled.records:
             # On the input's partition: the key hashes there too (equal partition counts), and
             # a DLQ record stays beside the records read with it.
-            out.add(record.topic, partition, record.key, record.value, record.headers)
+            out.add(
+                record.topic,
+                partition,
+                record.key,
+                record.value,
+                record.headers,
+                record=record.record,
+            )
         if handled.state_bytes is not None and handled.thread_id is not None:
             states[(partition, handled.thread_id.encode())] = handled.state_bytes
             if saved is not None and handled.state is not None:
                 saved[(partition, handled.thread_id)] = handled.state
         return handled.replayed or handled.replay_missing
 
+    def _flush_counts(self) -> None:
+        for name, n in self._counts.items():
+            self.metrics.count(name, n)
+        for status, n in self._outcomes.items():
+            self.metrics.outcome(status, n)
+        self._counts.clear()
+        self._outcomes.clear()
+
     def _count(self, handled: Handled, position: Position) -> None:
-        metrics = self.metrics
-        metrics.count("records_in")
+        counts = self._counts
+        counts["records_in"] += 1
         for flag, name in (
             (handled.internal_error, "internal_errors"),
             (handled.too_large, "too_large"),
@@ -169,7 +194,7 @@ class BatchProcessor:
             (handled.replay_missing, "replay_missing"),
         ):
             if flag:
-                metrics.count(name)
+                counts[name] += 1
         if handled.replay_missing:
             log.warning(
                 "%s:%s:%s is at or before the offset thread %r last applied, but its outputs are "
@@ -180,14 +205,12 @@ class BatchProcessor:
                 handled.thread_id,
             )
         if handled.status is not None:
-            metrics.outcome(handled.status)
-        counts: dict[str, int] = {}
+            self._outcomes[handled.status] += 1
+        counter_of, dlq = self._counter_of, self.settings.dlq_topic
         for record in handled.records:
-            counts[record.topic] = counts.get(record.topic, 0) + 1
-            if record.topic == self.settings.dlq_topic:
-                metrics.dead_letter(dict(record.headers or ()).get("error", b""))
-        for topic, n in counts.items():
-            metrics.count(self._counter_of[topic], n)
+            counts[counter_of[record.topic]] += 1
+            if record.topic == dlq:
+                self.metrics.dead_letter(dict(record.headers or ()).get("error", b""))
 
     async def _check_identity(self) -> None:
         """Exit if the cluster or the events topic is not the one the local state belongs to

@@ -13,7 +13,7 @@ from config.settings import Settings
 from devtools.deployment import Deployment, read_all
 from processors.core import Output, Position, ThreadState, replay
 from processors.worker.handler import RecordHandler
-from schemas.codec import InputDecoder
+from schemas.codec import output_decoder
 from schemas.json_codec import JsonCodec
 
 
@@ -29,7 +29,7 @@ async def oracle(deployment: Deployment) -> list[Output]:
     settings = deployment.settings
     handler = RecordHandler(settings, JsonCodec())
     states: dict[str, ThreadState] = {}
-    decoder = InputDecoder()
+    decoder = output_decoder()
     outputs: list[Output] = []
     kinds = {settings.store_topic: "store", settings.outcomes_topic: "outcomes"}
     for partition, offset, key, value, _ in await read_all(
@@ -111,7 +111,7 @@ def _by_thread(outputs: list[Output]) -> dict[tuple[str, str], list[str]]:
 
 
 async def worker_outputs(deployment: Deployment) -> list[Output]:
-    decoder = InputDecoder()
+    decoder = output_decoder()
     outputs: list[Output] = []
     for kind in ("store", "outcomes"):
         for _, _, _, value, _ in await read_all(deployment.bootstrap, f"{deployment.name}.{kind}"):

@@ -97,7 +97,7 @@ class History:
 
 
 def snapshot(state: ThreadState) -> Any:
-    v = json.loads(state.to_bytes())
+    v = json.loads(state.to_json_bytes())
     del v[8:12]  # seen, partition, offset, recent: every record moves them
     return v
 

@@ -18,7 +18,7 @@ from processors.core import (
     replay,
 )
 from processors.core.deadlines import deadline_of
-from processors.core.state import STATE_FORMAT
+from processors.core.state import JSON_STATE_FORMAT
 from schemas.errors import DecodeError
 from schemas.records import parse_input
 from schemas.timestamps import from_nanos, to_nanos
@@ -64,7 +64,7 @@ def expire(
 
 def snapshot(state: ThreadState) -> Any:
     """The state less its replay bookkeeping (which every record moves)."""
-    v = json.loads(state.to_bytes())
+    v = json.loads(state.to_json_bytes())
     del v[8:12]  # seen, partition, offset, recent
     return v
 
@@ -415,8 +415,8 @@ def test_states_saved_before_deadlines_still_load() -> None:
     old_interaction = ["i1", "active", at(0), "u1", None, [], None, False]
     done = ["i0", "completed", at(0), "u0", at(1), [], None, False]
     for old in (
-        [STATE_FORMAT, "t1", 3, [done, old_interaction], [], None, None, None, [], 0, 5, [], at(9)],
-        [STATE_FORMAT, "t1", 3, [done, old_interaction], [], None, None, None, [], 0, 5, [], at(9),
+        [JSON_STATE_FORMAT, "t1", 3, [done, old_interaction], [], None, None, None, [], 0, 5, [], at(9)],
+        [JSON_STATE_FORMAT, "t1", 3, [done, old_interaction], [], None, None, None, [], 0, 5, [], at(9),
          None],
     ):  # fmt: skip
         state = ThreadState.from_bytes(json.dumps(old).encode())
@@ -444,7 +444,7 @@ def test_a_terminal_interaction_keeps_no_deadline_fields() -> None:
     d = Driver()
     iid = start(d, 0, "u1", concurrency="parallel")
     d.command("complete", iid, timestamp=at(1), event_id="c")
-    [wire] = json.loads(d.state().to_bytes())[3]
+    [wire] = json.loads(d.state().to_json_bytes())[3]
     assert len(wire) == 8
 
 

@@ -16,7 +16,7 @@ output shapes; routing (resume first, merge, append, commands).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -659,6 +659,16 @@ def test_thread_state_round_trips(scenario: dict[str, Any]) -> None:
             assert back == state
             assert back.to_bytes() == data
             assert state.copy() == state
+            # Format 1 (JSON), as states saved before format 2 are, still loads the same.
+            assert_same_state(ThreadState.from_bytes(state.to_json_bytes()), state)
+
+
+def assert_same_state(a: ThreadState, b: ThreadState) -> None:
+    """Equal, the replay buffer compared by the outputs it repeats (packed or not)."""
+    assert a.recent.keys() == b.recent.keys()
+    for offset in a.recent:
+        assert a.replay_outputs(offset) == b.replay_outputs(offset)
+    assert replace(a, recent={}) == replace(b, recent={})
 
 
 # --- output shapes --------------------------------------------------------------------------
@@ -684,6 +694,27 @@ def test_every_output_matches_the_output_models(scenario: dict[str, Any]) -> Non
                     assert tuple(record)[: len(INTERACTION_FIELDS)] == INTERACTION_FIELDS
             # The json codec can write it (no NaN, no lone surrogate) and reads it back.
             assert CODEC.decode(CODEC.encode(record)) == record
+
+
+@PROPERTY
+@given(plans.scenarios())
+def test_an_activation_carries_the_stored_event_that_caused_it(scenario: dict[str, Any]) -> None:
+    """Contract, Executors: a start, resume or dequeue record carries its event; others none."""
+    run = execute(scenario)
+    for step in run.steps:
+        for record in step.interactions:
+            # A start (new or dequeued) or a resume by an event; a `resume` command stores none.
+            caused_by_event = record["state"] == "active" and (
+                record["previous_state"] is None or step.value["type"] != "command"
+            )
+            if not caused_by_event:
+                assert record["event"] is None, record
+                continue
+            event = record["event"]
+            assert event in step.stored, record
+            assert event["interaction_id"] == record["interaction_id"]
+            if record["previous_state"] is None:  # a start: the event is its cause
+                assert event["event_id"] == record["cause_event_id"]
 
 
 # --- routing: resume first, merge, append ---------------------------------------------------

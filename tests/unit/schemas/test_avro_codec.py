@@ -214,7 +214,11 @@ OUTCOMES: list[dict[str, Any]] = [
 
 
 def _interaction(
-    state: str, previous: str | None, rolled_back: bool = False, reason: str | None = None
+    state: str,
+    previous: str | None,
+    rolled_back: bool = False,
+    reason: str | None = None,
+    event: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "type": "interaction",
@@ -226,11 +230,13 @@ def _interaction(
         "timestamp": TS,
         "rolled_back": rolled_back,
         "reason": reason,
+        "event": event,
     }
 
 
 INTERACTIONS = [
-    _interaction("active", None),
+    _interaction("active", None, event=STORED[0]),
+    _interaction("active", "waiting_user", event=STORED[0]),
     _interaction("waiting_user", "active"),
     _interaction("cancelled", "active", rolled_back=True),
     _interaction("completed", "active"),
@@ -354,7 +360,7 @@ PINNED_IDS = {
     "assistant_output": 1351610446,
     "command": 1874512461,
     "external_event": 1670403672,
-    "interaction": 1569179479,
+    "interaction": 1931004355,
     "outcome": 1236398482,
     "system_trace": 1891184800,
     "user_input": 195289991,

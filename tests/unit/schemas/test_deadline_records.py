@@ -66,6 +66,8 @@ def _interaction(**fields: Any) -> dict[str, Any]:
         "cause_event_id": "expire:x",
         "timestamp": TS,
         "rolled_back": False,
+        "reason": None,
+        "event": None,
         **fields,
     }
 
@@ -85,12 +87,14 @@ def _encoded_with(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
     return b"\x00" + schema_id(schema).to_bytes(4, "big") + out.getvalue()
 
 
-def test_records_written_with_the_v1_schemas_read_with_the_newest() -> None:
+def test_records_written_with_retired_schemas_read_with_the_newest() -> None:
     versions = load_schemas()
-    assert len(versions["interaction"]) == 2 and len(versions["command"]) == 2
-    old_interaction = {k: v for k, v in _interaction().items() if k != "reason"}
-    data = _encoded_with(versions["interaction"][0], old_interaction)
-    assert AVRO.decode(data) == _interaction(reason=None)
+    assert len(versions["interaction"]) == 3 and len(versions["command"]) == 2
+    v1 = {k: v for k, v in _interaction().items() if k not in ("reason", "event")}
+    assert AVRO.decode(_encoded_with(versions["interaction"][0], v1)) == _interaction()
+    v2 = {k: v for k, v in _interaction(reason="run_timeout").items() if k != "event"}
+    data = _encoded_with(versions["interaction"][1], v2)
+    assert AVRO.decode(data) == _interaction(reason="run_timeout")
     old_command = {
         "type": "command",
         "command": "complete",

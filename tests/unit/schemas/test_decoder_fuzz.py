@@ -51,7 +51,7 @@ from processors.worker.handler import KafkaRecord, RecordHandler
 from schemas.avro_codec import AvroCodec
 from schemas.codec import InputDecoder
 from schemas.errors import DecodeError
-from schemas.json_codec import MAX_DEPTH, JsonCodec
+from schemas.json_codec import MAX_DEPTH, OUTPUT_DEPTH, JsonCodec
 from schemas.records import INPUT_TYPES, INTERACTION_COMMANDS, Command, Event, parse_input
 from schemas.resolver import default_resolver
 from tests.support.strategies.byte_edits import byte_edits, mutate
@@ -87,6 +87,9 @@ def fuzz(scale: float = 1.0) -> settings:
 JSON: Final = JsonCodec()
 AVRO: Final = AvroCodec()
 DECODER: Final = InputDecoder()
+# The processor's own records nest one level deeper (an interaction record carries its event).
+OUTPUT_JSON: Final = JsonCodec(OUTPUT_DEPTH)
+OUTPUT_AVRO: Final = AvroCodec(max_depth=OUTPUT_DEPTH)
 RESOLVER: Final = default_resolver()
 SCHEMA_IDS: Final = tuple(sorted(RESOLVER.id_for(name) for name in RESOLVER.names()))
 DLQ_HEADERS: Final = ("error", "source_topic", "source_partition", "source_offset")
@@ -581,7 +584,7 @@ def test_record_handler_never_raises(
 ) -> None:
     settings_ = make_settings(codec=codec)
     handler = RecordHandler(settings_)
-    output = JSON if codec == "json" else AVRO
+    output = OUTPUT_JSON if codec == "json" else OUTPUT_AVRO
     table = Table()
     for offset, (value, how, other) in enumerate(inputs):
         key = key_for(value, how, other)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -109,3 +110,32 @@ def test_malformed_inputs_raise_the_decode_error(data: bytes, reason: str) -> No
 def test_arbitrary_bytes_raise_only_decode_errors(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         parse_input(JsonCodec().decode(data))
+
+
+@given(
+    st.sampled_from(
+        ["", ".000", ".500", ".120", ".123000", ".123400", ".000000", ".123456000", ".123456789"]
+    ),
+    st.sampled_from(
+        ["2026-11-24T06:18:", "2024-02-29T23:59:", "2026-02-29T23:59:", "2026-13-01T00:00:"]
+    ),
+    st.sampled_from(["00", "59", "60", "99"]),
+)
+def test_normalize_agrees_with_the_full_parse_whatever_was_checked_before(
+    fraction: str, minute: str, second: str
+) -> None:
+    """The shortcuts (the redundant-fraction test, the minutes already checked) decide as the
+    full parse does, cold and with the minute known."""
+    from schemas import timestamps
+
+    def result(call: Any, value: str) -> object:
+        try:
+            return call(value)
+        except DecodeError as exc:
+            return exc.reason
+
+    value = f"{minute}{second}{fraction}Z"
+    timestamps._VALID_MINUTES.clear()
+    assert result(normalize, value) == result(timestamps._reformat, value)
+    result(normalize, f"{minute}00Z")  # its minute checked, if valid
+    assert result(normalize, value) == result(timestamps._reformat, value)
