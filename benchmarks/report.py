@@ -135,12 +135,14 @@ def render_section(report: dict[str, Any]) -> str:
 
 def _workload(report: dict[str, Any]) -> list[str]:
     w = report["workload"]
+    sizes = ", ".join(f"{c} {b:.0f}" for c, b in w.get("mean_value_bytes", {}).items())
+    # A partial run (BENCH_SKIP) may measure no sizes: then the clause is left out.
+    mean_value = f", mean value {sizes} bytes" if sizes else ""
     return [
         SECTION,
         "",
-        f"{w['records']:,} records over {w['threads']:,} threads ({w['mix']}, mean value "
-        + ", ".join(f"{c} {b:.0f}" for c, b in w.get("mean_value_bytes", {}).items())
-        + f" bytes), {w['partitions']} partitions, one broker. "
+        f"{w['records']:,} records over {w['threads']:,} threads ({w['mix']}{mean_value}), "
+        f"{w['partitions']} partitions, one broker. "
         f"Rates are the median of {w['repeats']} runs; the raw pipe (aiokafka consumer + "
         "producer, acks=all, linger 5 ms, one output per input, no state, no policy) is "
         "measured in the same run, and the worker is reported as a ratio to it. "

@@ -28,7 +28,7 @@ from config.settings import THREAD_TABLE, Settings
 from processors import exit_codes
 from processors.api import add_routes
 from processors.kafka.connection import sasl_password, ssl_context, uses_sasl
-from processors.worker import faust_compat
+from processors.worker import faust_compat, gc_pauses
 from processors.worker.batches import ready_batches
 from processors.worker.changelog_restore import ChangelogRestore
 from processors.worker.checkpoint import Checkpoint
@@ -141,6 +141,7 @@ class Worker:
             extra_topic_configs={"max.message.bytes": str(settings.max_output_bytes)},
         )
         self.checkpoint = Checkpoint(self.app, self.table, settings, _exit)
+        self._settle_gc = True  # on the next batch, and after each assignment (gc_pauses.py)
         # Half faust's request timeout: faust waits for it within that (changelog_restore.py).
         restore = ChangelogRestore(
             settings,
@@ -195,6 +196,9 @@ class Worker:
     async def process(self, stream: Any) -> None:
         cast(SafeConsumer, self.app.consumer).checkpoint = self.checkpoint
         async for events in ready_batches(stream, self.settings.batch_max_records):
+            if self._settle_gc:  # the first batch after an assignment: faust's objects exist
+                self._settle_gc = False
+                gc_pauses.settle()
             async with self.checkpoint.gate:
                 try:
                     handled = await self.processor.process_batch(events)
@@ -220,6 +224,7 @@ class Worker:
 
     def _count_rebalance(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         self.metrics.rebalance()
+        self._settle_gc = True
         self.deadlines.forget()
 
     def _follow_partitions(self, sender: Any, *args: Any, **kwargs: Any) -> None:
