@@ -8,7 +8,7 @@ import pytest
 
 from devtools.deployment import Deployment, encode_inputs, produce, read_all
 from devtools.workload import generate
-from tests.support.oracle import assert_output_matches, check_against_oracle, expected_outputs
+from tests.support.oracle import check_against_oracle
 
 pytestmark = pytest.mark.integration
 
@@ -92,10 +92,11 @@ BAD_RECORDS: list[tuple[bytes | None, bytes | None, str]] = [
 
 
 async def run_and_compare(deployment: Deployment, records: list[dict[str, object]]) -> None:
-    """Produce `records` and compare the worker's output with `replay` of them."""
-    settings = deployment.settings
-    positions = await produce(deployment.bootstrap, settings.events_topic, encode_inputs(records))
-    await assert_output_matches(deployment, expected_outputs(positions, records, settings))
+    """Produce `records` and compare the worker's output with `replay` of the input topic:
+    the records and the `expire` commands the deadline timer adds (the scenarios' logical time
+    is long past, so they can land before the records' own outputs are all read)."""
+    await produce(deployment.bootstrap, deployment.settings.events_topic, encode_inputs(records))
+    await check_against_oracle(deployment)
 
 
 def test_scenarios_and_bad_input_match_replay(deployment: Deployment) -> None:

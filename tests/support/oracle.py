@@ -9,19 +9,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from config.settings import Settings
 from devtools.deployment import Deployment, read_all
-from processors.core import Output, Position, ThreadState, replay
+from processors.core import Output, Position, ThreadState
 from processors.worker.handler import RecordHandler
 from schemas.codec import output_decoder
 from schemas.json_codec import JsonCodec
-
-
-def expected_outputs(
-    positions: list[tuple[int, int]], values: list[Any], settings: Settings
-) -> list[Output]:
-    limits = settings.limits()
-    return replay([(p, o, v) for (p, o), v in zip(positions, values, strict=True)], limits)
 
 
 async def oracle(deployment: Deployment) -> list[Output]:
@@ -132,18 +124,6 @@ async def wait_for_outcomes(
             return actual
         await asyncio.sleep(1.0)
     return actual
-
-
-async def assert_output_matches(
-    deployment: Deployment,
-    expected: list[Output],
-    *,
-    timeout: float = 120,
-    duplicates_allowed: bool = False,
-) -> Comparison:
-    """Wait for the worker's output and compare it with `expected` (lost, mismatched, copies)."""
-    actual = await wait_for_outcomes(deployment, expected, timeout)
-    return _asserted(compare(expected, actual), duplicates_allowed)
 
 
 def _asserted(result: Comparison, duplicates_allowed: bool) -> Comparison:
