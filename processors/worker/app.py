@@ -178,6 +178,7 @@ class Worker:
         self.app.on_partitions_revoked.connect(forget)
         self.app.on_partitions_assigned.connect(forget)
         self.app.on_partitions_assigned.connect(cast(Any, self._count_rebalance))
+        self.app.on_partitions_assigned.connect(cast(Any, self._settle_gc_next))
         self.app.on_partitions_assigned.connect(cast(Any, self._follow_partitions))
         self.app.on_partitions_revoked.connect(cast(Any, self._follow_partitions))
         self.app.timer(settings.progress_interval)(self.report_progress)
@@ -224,8 +225,10 @@ class Worker:
 
     def _count_rebalance(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         self.metrics.rebalance()
-        self._settle_gc = True
         self.deadlines.forget()
+
+    def _settle_gc_next(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        self._settle_gc = True  # the assignment's objects exist by its first batch
 
     def _follow_partitions(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         """The thread log follows the store and outcome partitions of the events partitions
