@@ -1,9 +1,9 @@
 """Keep the cyclic garbage collector's full collections short (latency, not throughput).
 
 A worker holds about 95,000 long-lived container objects once it runs (faust, mode, aiokafka,
-the modules, its assignment): CPython's full collection walks all of them, 60-80 ms on this
-machine, every few seconds under load, and found nothing to free in a profile of 30 s. Records
-arriving meanwhile wait: those pauses were most of the p99 latency (BENCHMARKS.md).
+the modules, its assignment): CPython's full collection walked all of them, 30-98 ms on this
+machine, every few seconds under load, and freed nothing in a 75 s probe. Records arriving
+meanwhile wait (BENCHMARKS.md, "What limits the worker").
 
 `settle` (on the first batch after each assignment, when those objects exist) collects once
 and then freezes what is left (`gc.freeze`): frozen objects are never walked again, so later
